@@ -1,0 +1,64 @@
+package dev.strata;
+
+import dev.strata.img.ImgCommand;
+import java.io.IOException;
+import java.io.InputStream;
+import java.util.Properties;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code strata} command line: {@code img} (qemu-img's work) and, later, the daemon and demo. */
+@Command(
+        name = "strata",
+        mixinStandardHelpOptions = true,
+        versionProvider = Main.Version.class,
+        description = "Block-storage daemon with dirty bitmaps and incremental backup.",
+        subcommands = {ImgCommand.class, CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /** Runs the CLI and returns its exit code (used by tests that run commands in-process). */
+    public static int run(String... args) {
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            String msg = ex.getMessage() == null ? ex.toString() : ex.getMessage();
+            cmd.getErr()
+                    .println(
+                            cmd.getCommandName().equals("strata")
+                                    ? "strata: " + msg
+                                    : "strata " + cmd.getCommandName() + ": " + msg);
+            return 1;
+        });
+        return cl.execute(args);
+    }
+
+    /** Reads the version Maven wrote into the jar. */
+    public static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() throws IOException {
+            return new String[] {"strata " + version(), "Java " + Runtime.version()};
+        }
+    }
+
+    public static String version() {
+        Properties p = new Properties();
+        try (InputStream in = Main.class.getResourceAsStream("/strata-version.properties")) {
+            if (in != null) {
+                p.load(in);
+            }
+        } catch (IOException e) {
+            return "unknown";
+        }
+        return p.getProperty("version", "unknown");
+    }
+}

@@ -1,0 +1,89 @@
+package dev.strata.block;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The per-node state and I/O of one driver (file, raw, qcow2, null-co, ...), seen from its node.
+ *
+ * <p>Contract for every method: offsets and lengths are guest bytes of this node, already checked
+ * by {@link BlockNode} to lie inside {@code [0, length())}. Reads fill the whole buffer (from its
+ * position to its limit) and advance its position; writes consume the whole buffer. A driver that
+ * reads through a backing child does so itself (as QEMU's qcow2 does); block status, on the other
+ * hand, reports only this layer and {@link BlockNode} walks the chain.
+ *
+ * <p>Concurrency: a driver must allow concurrent calls from several threads; how it serialises
+ * its metadata is its own business.
+ */
+public interface BlockDriver extends AutoCloseable {
+
+    /** The driver's name as QEMU spells it: "file", "raw", "qcow2", "null-co". */
+    String format();
+
+    /** Virtual size in bytes. */
+    long length() throws IOException;
+
+    void read(long offset, ByteBuffer dst) throws IOException;
+
+    void write(long offset, ByteBuffer src) throws IOException;
+
+    /**
+     * Makes {@code [offset, offset+length)} read as zeros. With {@code mayUnmap} the driver may
+     * deallocate (QEMU's BDRV_REQ_MAY_UNMAP); without it, allocation is kept where it exists.
+     */
+    void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException;
+
+    /** Hints that the range is no longer needed; its contents become unspecified (zero or backing). */
+    void discard(long offset, long length) throws IOException;
+
+    /** Makes every completed write durable (metadata included). */
+    void flush() throws IOException;
+
+    /**
+     * Allocation status of this layer over {@code [offset, offset+length)}: contiguous extents
+     * starting at {@code offset}, covering at least one byte and at most the range. Callers loop.
+     */
+    List<Extent> blockStatus(long offset, long length) throws IOException;
+
+    /** Children by role ("file", "backing"), in the order QEMU lists them. */
+    default Map<String, BlockNode> children() {
+        return Map.of();
+    }
+
+    /**
+     * Whether reads and writes may go past {@link #length()}: true for protocol drivers such as
+     * "file", which a format driver grows by writing past the end (reads there return zeros).
+     */
+    default boolean growable() {
+        return false;
+    }
+
+    /** Changes the virtual size; drivers that cannot resize refuse with a clear error. */
+    default void truncate(long newLength) throws IOException {
+        throw new BlockException("Driver '" + format() + "' does not support resizing", BlockException.ENOTSUP);
+    }
+
+    /** Whether this driver refuses writes. */
+    boolean readOnly();
+
+    /** Preferred I/O alignment and cluster size for callers that copy (qemu-img's cluster_size). */
+    default int clusterSize() {
+        return 0;
+    }
+
+    /** Driver-specific facts for {@code info} (format-specific data), never null. */
+    default Map<String, Object> formatSpecific() {
+        return Map.of();
+    }
+
+    /** Size the node's files take on the host, or -1 when unknown. */
+    default long allocatedFileSize() throws IOException {
+        return -1;
+    }
+
+    /** Releases the driver's resources; children are closed by their nodes, not here. */
+    @Override
+    void close() throws IOException;
+}

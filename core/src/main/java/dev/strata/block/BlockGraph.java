@@ -1,0 +1,235 @@
+package dev.strata.block;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The nodes a process has open, by node-name, and the drivers it can open them with.
+ *
+ * <p>Nodes opened with options become graph nodes; children opened inside them are owned by their
+ * parent node (and get automatic names "#blockN" unless named). Drivers are registered by name
+ * with an optional format probe, so this package needs no driver's code.
+ *
+ * <p>Concurrency: the node map is guarded by {@code this}; opening and closing are rare and may
+ * block on I/O, so callers serialise them (the daemon runs one QMP command at a time).
+ */
+public final class BlockGraph implements AutoCloseable {
+    /** Scores a file's first bytes: &gt; 0 means "looks like mine"; the highest score wins. */
+    @FunctionalInterface
+    public interface FormatProbe {
+        int score(ByteBuffer head, String filename);
+    }
+
+    private record Driver(DriverFactory factory, FormatProbe probe) {}
+
+    private static final AtomicLong AUTO_NAMES = new AtomicLong();
+
+    private final Map<String, Driver> drivers = new LinkedHashMap<>();
+    // guarded by this
+    private final Map<String, BlockNode> nodes = new LinkedHashMap<>();
+
+    public BlockGraph register(String name, DriverFactory factory) {
+        return register(name, factory, null);
+    }
+
+    public BlockGraph register(String name, DriverFactory factory, FormatProbe probe) {
+        drivers.put(name, new Driver(factory, probe));
+        return this;
+    }
+
+    public boolean hasDriver(String name) {
+        return drivers.containsKey(name);
+    }
+
+    /**
+     * Opens a node from {@code --blockdev}/{@code blockdev-add} options and adds it to the graph
+     * under its node-name (or a generated one).
+     */
+    public BlockNode add(BlockOptions options) throws IOException {
+        boolean ro = options.bool("read-only", false);
+        boolean share = options.bool("force-share", false);
+        OpenFlags flags;
+        try {
+            flags = new OpenFlags(ro, share);
+        } catch (IllegalArgumentException e) {
+            throw new BlockException(e.getMessage(), BlockException.EINVAL);
+        }
+        return openNode(options, flags, List.of());
+    }
+
+    /** Opens an image file as qemu-img does: {@code format} or probed, over a "file" node. */
+    public BlockNode openImage(String filename, String format, OpenFlags flags) throws IOException {
+        return openImageInChain(filename, format, flags, List.of());
+    }
+
+    BlockNode openImageInChain(String filename, String format, OpenFlags flags, List<Path> chain) throws IOException {
+        String fmt = format != null ? format : probe(filename);
+        BlockOptions opts = BlockOptions.empty()
+                .put("driver", fmt)
+                .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename));
+        return openNode(opts, flags, chain);
+    }
+
+    /** Probes an image's format from its first bytes: the best-scoring registered probe, else raw. */
+    public String probe(String filename) throws IOException {
+        ByteBuffer head = ByteBuffer.allocate(512);
+        try (FileChannel ch = FileChannel.open(Path.of(filename), StandardOpenOption.READ)) {
+            while (head.hasRemaining() && ch.read(head) > 0) {
+                // keep reading until the buffer is full or the file ends
+            }
+        } catch (NoSuchFileException e) {
+            throw new BlockException("Could not open '" + filename + "': No such file or directory");
+        }
+        head.flip();
+        String best = "raw";
+        int bestScore = 0;
+        for (var e : drivers.entrySet()) {
+            if (e.getValue().probe() != null) {
+                int s = e.getValue().probe().score(head.duplicate(), filename);
+                if (s > bestScore) {
+                    bestScore = s;
+                    best = e.getKey();
+                }
+            }
+        }
+        return best;
+    }
+
+    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain) throws IOException {
+        String driverName;
+        try {
+            driverName = options.requireString("driver");
+        } catch (IllegalArgumentException e) {
+            throw new BlockException("Parameter 'driver' is missing", BlockException.EINVAL);
+        }
+        Driver driver = drivers.get(driverName);
+        if (driver == null) {
+            throw new BlockException(
+                    "Parameter 'driver' does not accept value '" + driverName + "'", BlockException.EINVAL);
+        }
+        String name = options.string("node-name").orElse(null);
+        boolean auto = name == null;
+        if (auto) {
+            name = "#block" + AUTO_NAMES.incrementAndGet();
+        } else {
+            checkNodeName(name);
+        }
+        boolean ro = options.bool("read-only", inherited.readOnly());
+        boolean share = options.bool("force-share", inherited.forceShare());
+        options.get("auto-read-only");
+        options.get("discard");
+        options.get("cache");
+        options.get("detect-zeroes");
+        OpenFlags flags;
+        try {
+            flags = new OpenFlags(ro, share);
+        } catch (IllegalArgumentException e) {
+            throw new BlockException(e.getMessage(), BlockException.EINVAL);
+        }
+        OpenContext ctx = new OpenContext(this, flags, chain);
+        BlockDriver d;
+        try {
+            d = driver.factory().open(options, ctx);
+        } catch (IOException | RuntimeException e) {
+            ctx.closeOwned();
+            if (e instanceof IllegalArgumentException iae) {
+                throw new BlockException(iae.getMessage(), BlockException.EINVAL);
+            }
+            throw e;
+        }
+        List<String> unused = options.unusedKeys();
+        if (!unused.isEmpty()) {
+            closeQuietly(d, ctx);
+            throw new BlockException(
+                    "Block format '" + driverName + "' does not support the option '" + unused.getFirst() + "'",
+                    BlockException.EINVAL);
+        }
+        BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()));
+        if (!auto) {
+            synchronized (this) {
+                if (nodes.containsKey(name)) {
+                    closeQuietly(d, ctx);
+                    throw new BlockException("Duplicate nodes with node-name='" + name + "'", BlockException.EINVAL);
+                }
+                nodes.put(name, node);
+            }
+        }
+        return node;
+    }
+
+    private static void closeQuietly(BlockDriver d, OpenContext ctx) {
+        try {
+            d.close();
+        } catch (IOException ignored) {
+            // reporting the option error matters more than a close failure
+        }
+        ctx.closeOwned();
+    }
+
+    /** QEMU's node-name rule: starts with a letter, then letters, digits, '-', '.', '_'; at most 31 bytes. */
+    public static void checkNodeName(String name) throws BlockException {
+        boolean ok = !name.isEmpty() && name.length() <= 31 && Character.isLetter(name.charAt(0));
+        for (int i = 0; ok && i < name.length(); i++) {
+            char c = name.charAt(i);
+            ok = c < 128 && (Character.isLetterOrDigit(c) || c == '-' || c == '.' || c == '_');
+        }
+        if (!ok) {
+            throw new BlockException("Invalid node-name: '" + name + "'", BlockException.EINVAL);
+        }
+    }
+
+    public synchronized Optional<BlockNode> find(String nodeName) {
+        return Optional.ofNullable(nodes.get(nodeName));
+    }
+
+    public synchronized List<BlockNode> nodes() {
+        return List.copyOf(nodes.values());
+    }
+
+    /** Closes a named node and drops it from the graph (blockdev-del). */
+    public void remove(String nodeName) throws IOException {
+        BlockNode node;
+        synchronized (this) {
+            node = nodes.remove(nodeName);
+        }
+        if (node == null) {
+            throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
+        }
+        node.close();
+    }
+
+    /** Closes every node, most recently opened first. */
+    @Override
+    public void close() throws IOException {
+        List<BlockNode> all;
+        synchronized (this) {
+            all = new ArrayList<>(nodes.values());
+            nodes.clear();
+        }
+        IOException failure = null;
+        for (BlockNode n : all.reversed()) {
+            try {
+                n.close();
+            } catch (IOException e) {
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+}

@@ -1,0 +1,263 @@
+package dev.strata.block;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * A named node of the block graph: one driver, its children ("file", "backing") and the I/O API
+ * every user of an image goes through (qemu-img's commands, QMP, NBD, jobs).
+ *
+ * <p>The node checks ranges and read-only state once so that drivers need not; it walks the
+ * backing chain for block status. Children that the node opened itself (a nested {@code file}
+ * definition, a backing file named in the image) are owned and closed with it; children given by
+ * node-name belong to the graph.
+ */
+public final class BlockNode implements AutoCloseable {
+    // set at open, never changed
+    private final String nodeName;
+    private final boolean autoNamed;
+    private final BlockDriver driver;
+    private final List<BlockNode> owned;
+    private volatile boolean closed;
+
+    BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned) {
+        this.nodeName = nodeName;
+        this.autoNamed = autoNamed;
+        this.driver = driver;
+        this.owned = List.copyOf(owned);
+    }
+
+    public String nodeName() {
+        return nodeName;
+    }
+
+    /** Whether the name was generated ("#block123") rather than given by the user. */
+    public boolean autoNamed() {
+        return autoNamed;
+    }
+
+    public String driverName() {
+        return driver.format();
+    }
+
+    public BlockDriver driver() {
+        return driver;
+    }
+
+    /** The image's file name as QEMU reports it: the path for "file", the file child's otherwise. */
+    public String filename() {
+        if (driver instanceof FileBacked f) {
+            return f.filename();
+        }
+        BlockNode file = driver.children().get("file");
+        return file == null ? "" : file.filename();
+    }
+
+    public Map<String, BlockNode> children() {
+        return driver.children();
+    }
+
+    public Optional<BlockNode> backing() {
+        return Optional.ofNullable(driver.children().get("backing"));
+    }
+
+    public Optional<BlockNode> file() {
+        return Optional.ofNullable(driver.children().get("file"));
+    }
+
+    public boolean readOnly() {
+        return driver.readOnly();
+    }
+
+    public long length() throws IOException {
+        return driver.length();
+    }
+
+    public int clusterSize() {
+        return driver.clusterSize();
+    }
+
+    public void read(long offset, ByteBuffer dst) throws IOException {
+        checkRange(offset, dst.remaining());
+        driver.read(offset, dst);
+    }
+
+    public void read(long offset, byte[] buf, int off, int len) throws IOException {
+        read(offset, ByteBuffer.wrap(buf, off, len));
+    }
+
+    public void write(long offset, ByteBuffer src) throws IOException {
+        checkWritable();
+        checkRange(offset, src.remaining());
+        driver.write(offset, src);
+    }
+
+    public void write(long offset, byte[] buf, int off, int len) throws IOException {
+        write(offset, ByteBuffer.wrap(buf, off, len));
+    }
+
+    public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        checkWritable();
+        checkRange(offset, length);
+        if (length > 0) {
+            driver.writeZeroes(offset, length, mayUnmap);
+        }
+    }
+
+    public void discard(long offset, long length) throws IOException {
+        checkWritable();
+        checkRange(offset, length);
+        if (length > 0) {
+            driver.discard(offset, length);
+        }
+    }
+
+    public void truncate(long newLength) throws IOException {
+        checkWritable();
+        driver.truncate(newLength);
+    }
+
+    public void flush() throws IOException {
+        ensureOpen();
+        driver.flush();
+    }
+
+    /**
+     * Status of {@code [offset, offset+length)} through the whole backing chain: contiguous extents
+     * that cover the range exactly, adjacent runs of the same kind and depth merged.
+     */
+    public List<Extent> blockStatus(long offset, long length) throws IOException {
+        checkRange(offset, length);
+        List<Extent> out = new ArrayList<>();
+        long pos = offset;
+        long end = offset + length;
+        while (pos < end) {
+            List<Extent> layer = driver.blockStatus(pos, end - pos);
+            if (layer.isEmpty()) {
+                throw new BlockException("driver " + driver.format() + " returned no block status at " + pos);
+            }
+            for (Extent e : layer) {
+                if (e.offset() != pos || e.end() > end) {
+                    throw new BlockException("driver " + driver.format() + " returned a bad extent " + e);
+                }
+                if (e.kind() == Extent.Kind.UNALLOCATED && backing().isPresent()) {
+                    resolveInBacking(backing().get(), e, out);
+                } else {
+                    append(out, e);
+                }
+                pos = e.end();
+            }
+        }
+        return out;
+    }
+
+    private static void resolveInBacking(BlockNode backing, Extent e, List<Extent> out) throws IOException {
+        long backingLength = backing.length();
+        long split = Math.min(e.end(), Math.max(e.offset(), backingLength));
+        if (split > e.offset()) {
+            for (Extent b : backing.blockStatus(e.offset(), split - e.offset())) {
+                append(out, b.withDepth(b.depth() + 1));
+            }
+        }
+        if (split < e.end()) {
+            // past the end of a shorter backing file: reads as zeros, found in no layer
+            append(out, new Extent(split, e.end() - split, Extent.Kind.UNALLOCATED, 1, -1, null));
+        }
+    }
+
+    private static void append(List<Extent> out, Extent e) {
+        if (!out.isEmpty()) {
+            Extent last = out.getLast();
+            boolean hostContiguous = last.hostOffset() < 0
+                    ? e.hostOffset() < 0
+                    : e.hostOffset() == last.hostOffset() + last.length()
+                            && java.util.Objects.equals(last.hostFile(), e.hostFile());
+            if (last.end() == e.offset() && last.kind() == e.kind() && last.depth() == e.depth() && hostContiguous) {
+                out.set(
+                        out.size() - 1,
+                        new Extent(
+                                last.offset(),
+                                last.length() + e.length(),
+                                last.kind(),
+                                last.depth(),
+                                last.hostOffset(),
+                                last.hostFile()));
+                return;
+            }
+        }
+        out.add(e);
+    }
+
+    private void checkRange(long offset, long length) throws IOException {
+        ensureOpen();
+        if (offset < 0 || length < 0 || offset > Long.MAX_VALUE - length) {
+            throw new BlockException(
+                    "Request out of range: offset " + offset + " length " + length, BlockException.EINVAL);
+        }
+        if (driver.growable()) {
+            return;
+        }
+        long size = driver.length();
+        if (offset > size || length > size - offset) {
+            throw new BlockException(
+                    "Request out of range: offset " + offset + " length " + length + " on node '" + nodeName
+                            + "' of size " + size,
+                    BlockException.EINVAL);
+        }
+    }
+
+    private void checkWritable() throws IOException {
+        ensureOpen();
+        if (driver.readOnly()) {
+            throw new BlockException("Node '" + nodeName + "' is read only", BlockException.EPERM);
+        }
+    }
+
+    private void ensureOpen() throws BlockException {
+        if (closed) {
+            throw new BlockException("Node '" + nodeName + "' is closed");
+        }
+    }
+
+    public boolean isClosed() {
+        return closed;
+    }
+
+    /** Closes the driver (which writes back what it caches), then the children this node opened. */
+    @Override
+    public void close() throws IOException {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        IOException failure = null;
+        try {
+            driver.close();
+        } catch (IOException e) {
+            failure = e;
+        }
+        for (BlockNode child : owned) {
+            try {
+                child.close();
+            } catch (IOException e) {
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "BlockNode[" + nodeName + ", " + driver.format() + "]";
+    }
+}

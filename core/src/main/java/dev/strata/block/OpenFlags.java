@@ -1,0 +1,23 @@
+package dev.strata.block;
+
+/**
+ * How a node is opened.
+ *
+ * @param readOnly refuse writes and take only read permissions on the image
+ * @param forceShare allow other processes to write the image meanwhile (qemu-img's {@code -U});
+ *     only valid with {@code readOnly}
+ */
+public record OpenFlags(boolean readOnly, boolean forceShare) {
+    public static final OpenFlags READ_WRITE = new OpenFlags(false, false);
+    public static final OpenFlags READ_ONLY = new OpenFlags(true, false);
+
+    public OpenFlags {
+        if (forceShare && !readOnly) {
+            throw new IllegalArgumentException("force-share=on can only be used with read-only images");
+        }
+    }
+
+    public OpenFlags asReadOnly() {
+        return new OpenFlags(true, forceShare);
+    }
+}

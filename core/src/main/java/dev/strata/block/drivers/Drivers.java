@@ -1,0 +1,20 @@
+package dev.strata.block.drivers;
+
+import dev.strata.block.BlockGraph;
+import dev.strata.block.file.FileDriver;
+import dev.strata.block.mem.NullDriver;
+import dev.strata.block.qcow2.Qcow2Driver;
+import dev.strata.block.raw.RawDriver;
+
+/** The drivers Strata ships, registered on a new graph under QEMU's names. */
+public final class Drivers {
+    private Drivers() {}
+
+    public static BlockGraph newGraph() {
+        return new BlockGraph()
+                .register("file", FileDriver::open)
+                .register("raw", RawDriver::open)
+                .register("qcow2", Qcow2Driver::open, Qcow2Driver::probe)
+                .register("null-co", NullDriver::open);
+    }
+}

@@ -1,0 +1,127 @@
+package dev.strata.block.raw;
+
+import dev.strata.block.BlockDriver;
+import dev.strata.block.BlockException;
+import dev.strata.block.BlockNode;
+import dev.strata.block.BlockOptions;
+import dev.strata.block.Extent;
+import dev.strata.block.OpenContext;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The "raw" format: the guest sees its file child's bytes as they are, optionally a window of
+ * {@code size} bytes starting at {@code offset} (QEMU's raw options).
+ */
+public final class RawDriver implements BlockDriver {
+    // set at open, never changed (size changes only through truncate, under the node's control)
+    private final BlockNode file;
+    private final long offset;
+    private final boolean hasSize;
+    private volatile long size;
+
+    private RawDriver(BlockNode file, long offset, long size, boolean hasSize) {
+        this.file = file;
+        this.offset = offset;
+        this.size = size;
+        this.hasSize = hasSize;
+    }
+
+    public static RawDriver open(BlockOptions options, OpenContext context) throws IOException {
+        BlockNode file = context.openChild(options, "file", context.flags());
+        if (file == null) {
+            throw new BlockException("Parameter 'file' is missing", BlockException.EINVAL);
+        }
+        long offset = options.number("offset", 0);
+        boolean hasSize = options.has("size");
+        long fileLength = file.length();
+        long size = options.number("size", Math.max(0, fileLength - offset));
+        if (offset < 0 || (hasSize && offset + size > fileLength)) {
+            throw new BlockException(
+                    "The sum of offset (" + offset + ") and size (" + size
+                            + ") has to be smaller or equal to the actual size of the containing file (" + fileLength
+                            + ")",
+                    BlockException.EINVAL);
+        }
+        if (offset > fileLength) {
+            throw new BlockException("offset cannot be larger than the file size", BlockException.EINVAL);
+        }
+        return new RawDriver(file, offset, size, hasSize);
+    }
+
+    @Override
+    public String format() {
+        return "raw";
+    }
+
+    @Override
+    public long length() throws IOException {
+        return hasSize ? size : Math.max(0, file.length() - offset);
+    }
+
+    @Override
+    public void read(long off, ByteBuffer dst) throws IOException {
+        file.read(offset + off, dst);
+    }
+
+    @Override
+    public void write(long off, ByteBuffer src) throws IOException {
+        file.write(offset + off, src);
+    }
+
+    @Override
+    public void writeZeroes(long off, long length, boolean mayUnmap) throws IOException {
+        file.writeZeroes(offset + off, length, mayUnmap);
+    }
+
+    @Override
+    public void discard(long off, long length) throws IOException {
+        file.discard(offset + off, length);
+    }
+
+    @Override
+    public void flush() throws IOException {
+        file.flush();
+    }
+
+    @Override
+    public List<Extent> blockStatus(long off, long length) throws IOException {
+        List<Extent> out = new ArrayList<>();
+        for (Extent e : file.blockStatus(offset + off, length)) {
+            out.add(new Extent(e.offset() - offset, e.length(), e.kind(), 0, e.hostOffset(), e.hostFile()));
+        }
+        return out;
+    }
+
+    @Override
+    public void truncate(long newLength) throws IOException {
+        if (hasSize || offset != 0) {
+            throw new BlockException("Cannot resize a raw node with an offset or size", BlockException.ENOTSUP);
+        }
+        file.truncate(newLength);
+        size = newLength;
+    }
+
+    @Override
+    public Map<String, BlockNode> children() {
+        return Map.of("file", file);
+    }
+
+    @Override
+    public boolean readOnly() {
+        return file.readOnly();
+    }
+
+    @Override
+    public long allocatedFileSize() throws IOException {
+        return file.driver().allocatedFileSize();
+    }
+
+    @Override
+    public void close() {
+        // the file child is closed by the node
+    }
+}
