@@ -51,14 +51,18 @@ record ImageLock(Set<Permission> permissions, Set<Permission> unshared) {
 
     /** QEMU's BLK_PERM_* bits in bit order, named as QEMU names them in its error messages. */
     enum Permission {
-        CONSISTENT_READ("consistent read"),
-        WRITE("write"),
-        WRITE_UNCHANGED("write unchanged"),
-        RESIZE("resize");
+        CONSISTENT_READ(0, "consistent read"),
+        WRITE(1, "write"),
+        WRITE_UNCHANGED(2, "write unchanged"),
+        RESIZE(3, "resize");
+
+        /** The bit number: BLK_PERM_x == 1 &lt;&lt; bit. */
+        private final int bit;
 
         private final String qemuName;
 
-        Permission(String qemuName) {
+        Permission(int bit, String qemuName) {
+            this.bit = bit;
             this.qemuName = qemuName;
         }
 
@@ -67,11 +71,11 @@ record ImageLock(Set<Permission> permissions, Set<Permission> unshared) {
         }
 
         int permByte() {
-            return PERM_BASE + ordinal();
+            return PERM_BASE + bit;
         }
 
         int sharedByte() {
-            return SHARED_BASE + ordinal();
+            return SHARED_BASE + bit;
         }
     }
 

@@ -29,6 +29,9 @@ import java.util.Optional;
  * FileChannel behaviour. Every failure is a {@link BlockException} carrying the call's errno, so
  * callers branch on {@code errno()} exactly as C code branches on {@code -errno}.
  */
+// restricted: binding native code is this class's purpose; the launcher, the jar manifest and
+// surefire enable native access for it
+@SuppressWarnings("restricted")
 final class Posix {
     private Posix() {}
 

@@ -144,7 +144,7 @@ class FileDriverTest {
                     .assertOk()
                     .stdout()
                     .trim()
-                    .split(" ");
+                    .split(" ", 2);
             long expected = Long.parseLong(stat[0]) * Long.parseLong(stat[1]);
             assertThat(d.allocatedFileSize()).isEqualTo(expected);
             // a sparse 64 MiB file with 12 KiB of data is nowhere near its apparent size

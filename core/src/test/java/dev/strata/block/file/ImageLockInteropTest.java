@@ -34,16 +34,24 @@ import org.junit.jupiter.params.provider.EnumSource;
 class ImageLockInteropTest {
     /** The three ways to open an image, as Strata flags and as qemu-io options. */
     enum Mode {
-        READ_WRITE(OpenFlags.READ_WRITE, List.of()),
-        READ_ONLY(OpenFlags.READ_ONLY, List.of("-r")),
-        FORCE_SHARE(new OpenFlags(true, true), List.of("-r", "-U"));
+        READ_WRITE,
+        READ_ONLY,
+        FORCE_SHARE;
 
-        final OpenFlags flags;
-        final List<String> qemuIoOptions;
+        OpenFlags flags() {
+            return switch (this) {
+                case READ_WRITE -> OpenFlags.READ_WRITE;
+                case READ_ONLY -> OpenFlags.READ_ONLY;
+                case FORCE_SHARE -> new OpenFlags(true, true);
+            };
+        }
 
-        Mode(OpenFlags flags, List<String> qemuIoOptions) {
-            this.flags = flags;
-            this.qemuIoOptions = qemuIoOptions;
+        List<String> qemuIoOptions() {
+            return switch (this) {
+                case READ_WRITE -> List.of();
+                case READ_ONLY -> List.of("-r");
+                case FORCE_SHARE -> List.of("-r", "-U");
+            };
         }
     }
 
@@ -67,14 +75,14 @@ class ImageLockInteropTest {
     @EnumSource(Mode.class)
     void strataHoldsTheBytesQemuHolds(Mode mode) throws Exception {
         List<String> cmd = new ArrayList<>(List.of("qemu-io"));
-        cmd.addAll(mode.qemuIoOptions);
+        cmd.addAll(mode.qemuIoOptions());
         cmd.add(img.toString());
         var qemuBytes = java.util.Set.<Long>of();
-        try (QemuHolder h = QemuHolder.start(img, cmd.toArray(String[]::new))) {
+        try (QemuHolder _ = QemuHolder.start(img, cmd.toArray(String[]::new))) {
             qemuBytes = QemuHolder.lockedBytes(img);
         }
         assertThat(qemuBytes).isNotEmpty();
-        try (FileDriver d = FileDriver.open(img.toString(), mode.flags, FileDriver.Locking.AUTO)) {
+        try (FileDriver d = FileDriver.open(img.toString(), mode.flags(), FileDriver.Locking.AUTO)) {
             assertThat(d.locked()).isTrue();
             assertThat(QemuHolder.lockedBytes(img)).isEqualTo(qemuBytes);
         }
@@ -89,14 +97,14 @@ class ImageLockInteropTest {
     @EnumSource(Mode.class)
     void everyOpenerFaresAgainstStrataAsAgainstQemu(Mode holderMode) throws Exception {
         List<String> holderCmd = new ArrayList<>(List.of("qemu-io"));
-        holderCmd.addAll(holderMode.qemuIoOptions);
+        holderCmd.addAll(holderMode.qemuIoOptions());
         holderCmd.add(img.toString());
         Map<String, Outcome> underQemu;
-        try (QemuHolder h = QemuHolder.start(img, holderCmd.toArray(String[]::new))) {
+        try (QemuHolder _ = QemuHolder.start(img, holderCmd.toArray(String[]::new))) {
             underQemu = openers();
         }
         Map<String, Outcome> underStrata;
-        try (FileDriver holder = FileDriver.open(img.toString(), holderMode.flags, FileDriver.Locking.AUTO)) {
+        try (FileDriver _ = FileDriver.open(img.toString(), holderMode.flags(), FileDriver.Locking.AUTO)) {
             underStrata = openers();
         }
         // QEMU's own view first: unless it force-shares, a holder refuses a second writer, or the
@@ -152,7 +160,7 @@ class ImageLockInteropTest {
     }
 
     private Outcome strataOpen(Mode mode) throws IOException {
-        try (FileDriver d = FileDriver.open(img.toString(), mode.flags, FileDriver.Locking.AUTO)) {
+        try (FileDriver _ = FileDriver.open(img.toString(), mode.flags(), FileDriver.Locking.AUTO)) {
             return Outcome.OK;
         } catch (BlockException e) {
             return new Outcome(false, e.getMessage());
@@ -162,7 +170,7 @@ class ImageLockInteropTest {
     @Test
     void qemuWritersAndStrictReadersRefuseAnImageStrataWrites() throws Exception {
         String image = img.toString();
-        try (FileDriver d = FileDriver.open(image, false)) {
+        try (FileDriver _ = FileDriver.open(image, false)) {
             Interop.Result write = Interop.qemuIo("-c", "write 0 512", image);
             assertThat(write.exitCode()).isNotZero();
             assertThat(write.stderr())
@@ -183,7 +191,7 @@ class ImageLockInteropTest {
     @Test
     void whileStrataReadsOtherReadersWorkAndWritersAreRefused() throws Exception {
         String image = img.toString();
-        try (FileDriver d = FileDriver.open(image, true)) {
+        try (FileDriver _ = FileDriver.open(image, true)) {
             Interop.qemuIo("-r", "-c", "read 0 512", image).assertOk();
             Interop.qemuImg("info", image).assertOk();
             Interop.qemuImg("check", image).assertOk();
@@ -199,7 +207,7 @@ class ImageLockInteropTest {
     @Test
     void strataRefusesAnImageQemuStorageDaemonWrites() throws Exception {
         String image = img.toString();
-        try (QemuHolder qsd = QemuHolder.start(
+        try (QemuHolder _ = QemuHolder.start(
                 img,
                 "qemu-storage-daemon",
                 "--blockdev",
@@ -229,7 +237,7 @@ class ImageLockInteropTest {
     @Test
     void blockdevOptionsForceShareAndLocking() throws Exception {
         String image = img.toString();
-        try (QemuHolder qsd = QemuHolder.start(
+        try (QemuHolder _ = QemuHolder.start(
                         img,
                         "qemu-storage-daemon",
                         "--blockdev",

@@ -68,7 +68,7 @@ final class QemuHolder implements AutoCloseable {
     }
 
     @Override
-    public void close() throws IOException, InterruptedException {
+    public void close() throws IOException {
         try {
             process.getOutputStream().close();
             process.destroy();
@@ -76,6 +76,9 @@ final class QemuHolder implements AutoCloseable {
                 process.destroyForcibly();
                 process.waitFor(10, TimeUnit.SECONDS);
             }
+        } catch (InterruptedException e) {
+            process.destroyForcibly();
+            Thread.currentThread().interrupt();
         } finally {
             Files.deleteIfExists(stderr);
         }
