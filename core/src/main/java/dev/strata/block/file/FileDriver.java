@@ -291,34 +291,30 @@ public final class FileDriver implements BlockDriver, FileBacked {
         if (mayUnmap && punch(offset, length)) {
             return true;
         }
-        if (canZeroRange) {
-            try {
-                Posix.fallocate(fd, Posix.FALLOC_FL_ZERO_RANGE, offset, length);
-                return true;
-            } catch (BlockException e) {
-                if (!unsupported(e)) {
-                    throw e;
-                }
-                canZeroRange = false;
-            }
+        if (canZeroRange && !fallocate(Posix.FALLOC_FL_ZERO_RANGE, offset, length)) {
+            canZeroRange = false;
         }
-        return false;
+        return canZeroRange;
     }
 
     /** Deallocates inside the file; the range then reads as zeros. False when the host cannot. */
     private boolean punch(long offset, long length) throws IOException {
-        if (!canPunch) {
-            return false;
+        // partial blocks at either end are zeroed by the kernel, so the whole range reads as zeros
+        if (canPunch && !fallocate(Posix.FALLOC_FL_PUNCH_HOLE | Posix.FALLOC_FL_KEEP_SIZE, offset, length)) {
+            canPunch = false;
         }
+        return canPunch;
+    }
+
+    /** fallocate on the native descriptor; false when the host does not support {@code mode} here. */
+    private boolean fallocate(int mode, long offset, long length) throws BlockException {
         try {
-            // partial blocks at either end are zeroed by the kernel, so the whole range reads as zeros
-            Posix.fallocate(fd, Posix.FALLOC_FL_PUNCH_HOLE | Posix.FALLOC_FL_KEEP_SIZE, offset, length);
+            Posix.fallocate(fd, mode, offset, length);
             return true;
         } catch (BlockException e) {
             if (!unsupported(e)) {
                 throw e;
             }
-            canPunch = false;
             return false;
         }
     }
@@ -335,15 +331,8 @@ public final class FileDriver implements BlockDriver, FileBacked {
      * last byte never shrinks a file that a concurrent write made longer, where ftruncate would.
      */
     private void growTo(long newSize) throws IOException {
-        if (fd >= 0) {
-            try {
-                Posix.fallocate(fd, 0, newSize - 1, 1);
-                return;
-            } catch (BlockException e) {
-                if (!unsupported(e)) {
-                    throw e;
-                }
-            }
+        if (fd >= 0 && fallocate(0, newSize - 1, 1)) {
+            return;
         }
         if (channel.size() < newSize) {
             // a one-byte zero write at the end grows the file sparsely

@@ -190,35 +190,47 @@ final class Posix {
         }
     }
 
-    /** Opens {@code path} with {@code flags} (O_CLOEXEC is added); returns the new descriptor. */
-    static int open(String path, int flags) throws BlockException {
+    /** One native call: returns the C result; {@code errnoState} receives errno. */
+    @FunctionalInterface
+    private interface NativeCall {
+        long invoke(Arena arena, MemorySegment errnoState) throws Throwable;
+    }
+
+    /**
+     * Runs {@code call} with a fresh arena; a negative result becomes a BlockException with the
+     * errno (after retrying EINTR when {@code retryInterrupted}).
+     */
+    private static long call(String name, boolean retryInterrupted, NativeCall call) throws BlockException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(CAPTURE);
-            MemorySegment cpath = arena.allocateFrom(path);
-            int fd = (int) OPEN.invokeExact(state, cpath, flags | O_CLOEXEC, 0);
-            if (fd < 0) {
-                throw failure("open", state);
+            while (true) {
+                long r = call.invoke(arena, state);
+                if (r >= 0) {
+                    return r;
+                }
+                int errno = (int) ERRNO.get(state, 0L);
+                if (!retryInterrupted || errno != EINTR) {
+                    throw new BlockException(name + ": " + strerror(errno), errno);
+                }
             }
-            return fd;
         } catch (BlockException e) {
             throw e;
+        } catch (Error e) {
+            throw e;
         } catch (Throwable t) {
-            throw unexpected("open", t);
+            throw new BlockException(name + " failed: " + t, t);
         }
     }
 
+    /** Opens {@code path} with {@code flags} (O_CLOEXEC is added); returns the new descriptor. */
+    static int open(String path, int flags) throws BlockException {
+        return (int) call("open", false, (arena, state) ->
+                (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0));
+    }
+
     static void close(int fd) throws BlockException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = arena.allocate(CAPTURE);
-            // Linux releases the descriptor even when close reports an error, so never retry
-            if ((int) CLOSE.invokeExact(state, fd) < 0) {
-                throw failure("close", state);
-            }
-        } catch (BlockException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected("close", t);
-        }
+        // Linux releases the descriptor even when close reports an error, so never retry
+        call("close", false, (arena, state) -> (int) CLOSE.invokeExact(state, fd));
     }
 
     /**
@@ -226,17 +238,8 @@ final class Posix {
      * start+len)} without waiting; a conflict fails with EAGAIN.
      */
     static void setLock(int fd, short type, long start, long len) throws BlockException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment fl = flock(arena, type, start, len);
-            MemorySegment state = arena.allocate(CAPTURE);
-            if ((int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_SETLK, fl) < 0) {
-                throw failure("fcntl(F_OFD_SETLK)", state);
-            }
-        } catch (BlockException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected("fcntl", t);
-        }
+        call("fcntl(F_OFD_SETLK)", false, (arena, state) ->
+                (int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_SETLK, flock(arena, type, start, len)));
     }
 
     /**
@@ -244,18 +247,13 @@ final class Posix {
      * through another open file description (locks of {@code fd}'s own description never count).
      */
     static boolean lockConflicts(int fd, short type, long start, long len) throws BlockException {
-        try (Arena arena = Arena.ofConfined()) {
+        long found = call("fcntl(F_OFD_GETLK)", false, (arena, state) -> {
             MemorySegment fl = flock(arena, type, start, len);
-            MemorySegment state = arena.allocate(CAPTURE);
-            if ((int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_GETLK, fl) < 0) {
-                throw failure("fcntl(F_OFD_GETLK)", state);
-            }
-            return (short) L_TYPE.get(fl, 0L) != F_UNLCK;
-        } catch (BlockException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected("fcntl", t);
-        }
+            int r = (int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_GETLK, fl);
+            // on success the kernel leaves F_UNLCK in l_type, or the type of the first conflicting lock
+            return r < 0 ? r : (short) L_TYPE.get(fl, 0L);
+        });
+        return found != F_UNLCK;
     }
 
     private static MemorySegment flock(Arena arena, short type, long start, long len) {
@@ -270,64 +268,29 @@ final class Posix {
 
     /** lseek; with SEEK_DATA/SEEK_HOLE an offset in the trailing hole or past EOF fails with ENXIO. */
     static long lseek(int fd, long offset, int whence) throws BlockException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = arena.allocate(CAPTURE);
-            long r = (long) LSEEK.invokeExact(state, fd, offset, whence);
-            if (r < 0) {
-                throw failure("lseek", state);
-            }
-            return r;
-        } catch (BlockException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected("lseek", t);
-        }
+        return call("lseek", false, (arena, state) -> (long) LSEEK.invokeExact(state, fd, offset, whence));
     }
 
-    /** fallocate, retried on EINTR; an unsupported mode fails with EOPNOTSUPP (or ENOSYS, EINVAL). */
+    /** fallocate, retried on EINTR; an unsupported mode fails with EOPNOTSUPP (or ENOSYS, ENODEV). */
     static void fallocate(int fd, int mode, long offset, long len) throws BlockException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = arena.allocate(CAPTURE);
-            while ((int) FALLOCATE.invokeExact(state, fd, mode, offset, len) < 0) {
-                if (errno(state) != EINTR) {
-                    throw failure("fallocate", state);
-                }
-            }
-        } catch (BlockException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected("fallocate", t);
-        }
+        call("fallocate", true, (arena, state) -> (int) FALLOCATE.invokeExact(state, fd, mode, offset, len));
     }
 
     static void ftruncate(int fd, long length) throws BlockException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = arena.allocate(CAPTURE);
-            while ((int) FTRUNCATE.invokeExact(state, fd, length) < 0) {
-                if (errno(state) != EINTR) {
-                    throw failure("ftruncate", state);
-                }
-            }
-        } catch (BlockException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected("ftruncate", t);
-        }
+        call("ftruncate", true, (arena, state) -> (int) FTRUNCATE.invokeExact(state, fd, length));
     }
 
     static Stat fstat(int fd) throws BlockException {
-        try (Arena arena = Arena.ofConfined()) {
+        long[] fields = new long[3];
+        call("fstat", false, (arena, state) -> {
             MemorySegment st = arena.allocate(STAT_SIZE, 8);
-            MemorySegment state = arena.allocate(CAPTURE);
-            if ((int) FSTAT.invokeExact(state, fd, st) < 0) {
-                throw failure("fstat", state);
-            }
-            return new Stat(st.get(JAVA_LONG, ST_SIZE), st.get(JAVA_LONG, ST_BLOCKS), st.get(JAVA_INT, ST_MODE));
-        } catch (BlockException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected("fstat", t);
-        }
+            int r = (int) FSTAT.invokeExact(state, fd, st);
+            fields[0] = st.get(JAVA_LONG, ST_SIZE);
+            fields[1] = st.get(JAVA_LONG, ST_BLOCKS);
+            fields[2] = st.get(JAVA_INT, ST_MODE);
+            return r;
+        });
+        return new Stat(fields[0], fields[1], (int) fields[2]);
     }
 
     /** The C library's text for an errno ("No such file or directory"). */
@@ -344,21 +307,5 @@ final class Posix {
             }
         }
         return "errno " + errno;
-    }
-
-    private static int errno(MemorySegment state) {
-        return (int) ERRNO.get(state, 0L);
-    }
-
-    private static BlockException failure(String call, MemorySegment state) {
-        int e = errno(state);
-        return new BlockException(call + ": " + strerror(e), e);
-    }
-
-    private static BlockException unexpected(String call, Throwable t) {
-        if (t instanceof Error err) {
-            throw err;
-        }
-        return new BlockException(call + " failed: " + t, t);
     }
 }

@@ -16,6 +16,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -74,11 +75,8 @@ class ImageLockInteropTest {
     @ParameterizedTest
     @EnumSource(Mode.class)
     void strataHoldsTheBytesQemuHolds(Mode mode) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of("qemu-io"));
-        cmd.addAll(mode.qemuIoOptions());
-        cmd.add(img.toString());
-        var qemuBytes = java.util.Set.<Long>of();
-        try (QemuHolder _ = QemuHolder.start(img, cmd.toArray(String[]::new))) {
+        Set<Long> qemuBytes;
+        try (QemuHolder _ = qemuIoHolding(mode)) {
             qemuBytes = QemuHolder.lockedBytes(img);
         }
         assertThat(qemuBytes).isNotEmpty();
@@ -96,11 +94,8 @@ class ImageLockInteropTest {
     @ParameterizedTest
     @EnumSource(Mode.class)
     void everyOpenerFaresAgainstStrataAsAgainstQemu(Mode holderMode) throws Exception {
-        List<String> holderCmd = new ArrayList<>(List.of("qemu-io"));
-        holderCmd.addAll(holderMode.qemuIoOptions());
-        holderCmd.add(img.toString());
         Map<String, Outcome> underQemu;
-        try (QemuHolder _ = QemuHolder.start(img, holderCmd.toArray(String[]::new))) {
+        try (QemuHolder _ = qemuIoHolding(holderMode)) {
             underQemu = openers();
         }
         Map<String, Outcome> underStrata;
@@ -204,16 +199,29 @@ class ImageLockInteropTest {
         }
     }
 
-    @Test
-    void strataRefusesAnImageQemuStorageDaemonWrites() throws Exception {
-        String image = img.toString();
-        try (QemuHolder _ = QemuHolder.start(
+    /** An interactive qemu-io with the image open in {@code mode}. */
+    private QemuHolder qemuIoHolding(Mode mode) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of("qemu-io"));
+        cmd.addAll(mode.qemuIoOptions());
+        cmd.add(img.toString());
+        return QemuHolder.start(img, cmd.toArray(String[]::new));
+    }
+
+    /** qemu-storage-daemon with the image open read-write as a qcow2 node, as a QEMU writer holds it. */
+    private QemuHolder storageDaemonWriting() throws Exception {
+        return QemuHolder.start(
                 img,
                 "qemu-storage-daemon",
                 "--blockdev",
-                "driver=file,node-name=f,filename=" + image,
+                "driver=file,node-name=f,filename=" + img,
                 "--blockdev",
-                "driver=qcow2,node-name=q,file=f")) {
+                "driver=qcow2,node-name=q,file=f");
+    }
+
+    @Test
+    void strataRefusesAnImageQemuStorageDaemonWrites() throws Exception {
+        String image = img.toString();
+        try (QemuHolder _ = storageDaemonWriting()) {
             assertThatThrownBy(() -> FileDriver.open(image, false))
                     .isInstanceOf(BlockException.class)
                     .hasMessage("Failed to get \"write\" lock\nIs another process using the image [" + image + "]?");
@@ -237,13 +245,7 @@ class ImageLockInteropTest {
     @Test
     void blockdevOptionsForceShareAndLocking() throws Exception {
         String image = img.toString();
-        try (QemuHolder _ = QemuHolder.start(
-                        img,
-                        "qemu-storage-daemon",
-                        "--blockdev",
-                        "driver=file,node-name=f,filename=" + image,
-                        "--blockdev",
-                        "driver=qcow2,node-name=q,file=f");
+        try (QemuHolder _ = storageDaemonWriting();
                 BlockGraph graph = Drivers.newGraph()) {
             var held = QemuHolder.lockedBytes(img);
             BlockNode shared = graph.add(BlockOptions.parseKeyValue(
