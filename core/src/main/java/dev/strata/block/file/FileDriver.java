@@ -158,6 +158,10 @@ public final class FileDriver implements BlockDriver, FileBacked {
 
     @Override
     public List<Extent> blockStatus(long offset, long length) throws IOException {
+        List<Extent> holes = SparseFiles.status(filename, offset, length);
+        if (holes != null && !holes.isEmpty()) {
+            return holes;
+        }
         return List.of(new Extent(offset, length, Extent.Kind.DATA, 0, offset, filename));
     }
 
@@ -172,6 +176,10 @@ public final class FileDriver implements BlockDriver, FileBacked {
 
     @Override
     public long allocatedFileSize() throws IOException {
+        long onDisk = SparseFiles.allocatedBytes(filename);
+        if (onDisk >= 0) {
+            return onDisk;
+        }
         try {
             Object blocks = java.nio.file.Files.getAttribute(Path.of(filename), "unix:blocks");
             // st_blocks counts 512-byte units
