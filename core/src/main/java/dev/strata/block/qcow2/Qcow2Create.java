@@ -111,6 +111,11 @@ public final class Qcow2Create {
                     "Strata creates only compat=1.1 (version 3) qcow2 images, not compat=" + o.compat(),
                     BlockException.ENOTSUP);
         }
+        if (o.backingFile() != null && o.preallocation() != Preallocation.OFF) {
+            throw new BlockException(
+                    "Backing file and preallocation can only be used at the same time if extended_l2 is on",
+                    BlockException.EINVAL);
+        }
         long size = o.size();
         if (o.backingFile() != null) {
             long backingSize = backingSize(path, o.backingFile(), o.backingFormat());
