@@ -49,14 +49,6 @@ final class ImageFile {
         write(pos, ByteBuffer.wrap(src, off, len));
     }
 
-    /** Grows the file (sparsely) to at least {@code end} bytes. */
-    void extendTo(long end) throws IOException {
-        if (end > length()) {
-            node.truncate(end);
-            length.accumulateAndGet(end, Math::max);
-        }
-    }
-
     void flush() throws IOException {
         node.flush();
     }

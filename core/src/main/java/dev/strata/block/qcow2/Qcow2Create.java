@@ -7,6 +7,7 @@ import dev.strata.block.OpenContext;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import java.io.IOException;
+import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -162,17 +163,9 @@ public final class Qcow2Create {
             exts.add(new Qcow2Header.HeaderExtension(
                     Qcow2Header.EXT_BACKING_FORMAT, o.backingFormat().getBytes(StandardCharsets.UTF_8)));
         }
-        // as qemu-img: the feature name table only goes in when it fits with room to spare
-        // (it never does with 512-byte clusters)
-        int used = Qcow2Header.V3_DEFAULT_HEADER_LENGTH
-                + 8
-                + (o.backingFile() == null ? 0 : o.backingFile().getBytes(StandardCharsets.UTF_8).length);
-        for (Qcow2Header.HeaderExtension e : exts) {
-            used += 8 + ((e.length() + 7) & ~7);
-        }
-        byte[] features = featureTable();
-        if (used + 8 + features.length < cs) {
-            exts.add(new Qcow2Header.HeaderExtension(Qcow2Header.EXT_FEATURE_TABLE, features));
+        // qemu-img 7.2 writes the feature name table only with clusters of 8 KiB and more
+        if (cs >= 8192) {
+            exts.add(new Qcow2Header.HeaderExtension(Qcow2Header.EXT_FEATURE_TABLE, featureTable()));
         }
         Qcow2Header header = new Qcow2Header(
                 3,
@@ -217,10 +210,17 @@ public final class Qcow2Create {
             }
         }
         if (o.preallocation() == Preallocation.METADATA && size > 0) {
+            long end;
             try (BlockGraph graph = Drivers.newGraph();
                     BlockNode node = graph.openImage(path.toString(), "qcow2", OpenFlags.READ_WRITE)) {
-                ((Qcow2Driver) node.driver()).preallocateMetadata();
-                node.flush();
+                end = ((Qcow2Driver) node.driver()).preallocateMetadata();
+            }
+            // grown with ftruncate, as qemu-img does, so the data clusters stay holes
+            try (RandomAccessFile f = new RandomAccessFile(path.toFile(), "rw")) {
+                if (f.length() < end) {
+                    f.setLength(end);
+                }
+                f.getFD().sync();
             }
         }
     }

@@ -738,13 +738,14 @@ public final class Qcow2Driver implements BlockDriver {
 
     /**
      * Allocates every L2 table and data cluster of an empty image (qemu-img's
-     * {@code preallocation=metadata}): entries point to their clusters, which read as zeros
-     * because the file is extended sparsely over them before the entries are written.
+     * {@code preallocation=metadata}) and returns the end of the last data cluster: the caller
+     * grows the file to it sparsely, so the clusters read as zeros. Only for images being created.
      */
-    void preallocateMetadata() throws IOException {
+    long preallocateMetadata() throws IOException {
         lock.writeLock().lock();
         try {
             long clusters = (size + clusterSize - 1) >>> clusterBits;
+            long end = file.length();
             long c = 0;
             while (c < clusters) {
                 int l1i = (int) (c >>> map.l2Bits());
@@ -752,13 +753,14 @@ public final class Qcow2Driver implements BlockDriver {
                 int count = (int) Math.min(l2Entries - idx, clusters - c);
                 byte[] t = map.writableL2(l1i, refcounts);
                 long host = refcounts.allocate(count);
-                file.extendTo(host + (long) count * clusterSize);
+                end = Math.max(end, host + (long) count * clusterSize);
                 for (int i = 0; i < count; i++) {
                     ClusterMap.setEntry(t, idx + i, (host + (long) i * clusterSize) | ClusterMap.COPIED);
                 }
                 map.writeEntries(l1i, t, idx, idx + count);
                 c += count;
             }
+            return end;
         } finally {
             lock.writeLock().unlock();
         }
