@@ -149,7 +149,7 @@ final class ConvertCommand extends ImgSubcommand {
         }
         options.set("size", Long.toString(size));
         try {
-            ImageCreation.create(targetFormat, target, size, options);
+            ImageCreation.create(targetFormat, target, size, options, true);
         } catch (IOException | IllegalArgumentException e) {
             String msg = e instanceof BlockException || e instanceof IllegalArgumentException
                     ? e.getMessage()

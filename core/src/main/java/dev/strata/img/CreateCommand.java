@@ -92,7 +92,7 @@ final class CreateCommand extends ImgSubcommand {
             out().flush();
         }
         try {
-            ImageCreation.create(format, filename, size, options);
+            ImageCreation.create(format, filename, size, options, !unsafe);
         } catch (java.io.IOException | IllegalArgumentException e) {
             throw new ImgFailure(filename + ": " + e.getMessage());
         }
