@@ -74,7 +74,7 @@ final class CreateCommand extends ImgSubcommand {
             } catch (IllegalArgumentException e) {
                 throw new ImgFailure(
                         1,
-                        "Invalid image size specified. You may use k, M, G, T, P or E suffixes for ",
+                        "Invalid image size specified. You may use k, M, G, T, P or E suffixes for",
                         "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
             }
         }
@@ -129,7 +129,7 @@ final class CreateCommand extends ImgSubcommand {
                 return size >= 0 ? size : node.length();
             }
         } catch (java.io.IOException e) {
-            throw new ImgFailure(filename + ": " + e.getMessage()).withHint("Could not open backing image.");
+            throw new ImgFailure(filename + ": " + e.getMessage()).withHint("Could not open backing image.\n");
         }
     }
 }

@@ -24,6 +24,7 @@ final class ImgFailure extends Exception {
         this.exitCode = exitCode;
     }
 
+    /** Adds a hint, printed exactly as given (QEMU's hints end in a newline or not, case by case). */
     ImgFailure withHint(String text) {
         this.hint = text;
         return this;

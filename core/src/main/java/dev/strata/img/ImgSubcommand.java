@@ -36,7 +36,8 @@ abstract class ImgSubcommand implements Callable<Integer> {
                 error(line);
             }
             if (e.hint() != null) {
-                note(e.hint());
+                // hints are printed as QEMU prints them, trailing newline or not
+                err().print(e.hint());
             }
             return e.exitCode() >= 0 ? e.exitCode() : errorExitCode();
         } catch (BlockException | IllegalArgumentException e) {
@@ -72,10 +73,5 @@ abstract class ImgSubcommand implements Callable<Integer> {
     /** One error line, prefixed as qemu-img prefixes its own. */
     void error(String message) {
         err().println("strata img: " + message);
-    }
-
-    /** A message printed without the prefix (qemu-img's warnings and hints). */
-    void note(String message) {
-        err().println(message);
     }
 }
