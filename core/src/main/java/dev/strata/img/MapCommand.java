@@ -8,8 +8,11 @@ import dev.strata.block.Sizes;
 import dev.strata.block.drivers.Drivers;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
+import java.util.TreeSet;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -98,7 +101,7 @@ final class MapCommand extends ImgSubcommand {
             Entry curr = new Entry(start, 0, 0, false, false, false, -1, null);
             long pos = start;
             while (pos < length) {
-                for (Extent e : node.blockStatus(pos, Math.min(STATUS_CHUNK, length - pos))) {
+                for (Extent e : qemuExtents(node, node.blockStatus(pos, Math.min(STATUS_CHUNK, length - pos)))) {
                     Entry next = entry(node, e);
                     if (curr.mergeableWith(next)) {
                         curr = curr.extend(next.length());
@@ -131,6 +134,36 @@ final class MapCommand extends ImgSubcommand {
 
     private static String file(Extent e) {
         return e.hostOffset() >= 0 ? e.hostFile() : null;
+    }
+
+    /**
+     * The node's extents with unallocated runs cut where a backing file of the layers they passed
+     * through ends (the node merges across those ends; QEMU stops at different layers on each side).
+     */
+    private static List<Extent> qemuExtents(BlockNode top, List<Extent> extents) throws IOException {
+        List<Extent> out = new ArrayList<>();
+        for (Extent e : extents) {
+            if (e.kind() != Extent.Kind.UNALLOCATED || e.depth() == 0) {
+                out.add(e);
+                continue;
+            }
+            TreeSet<Long> cuts = new TreeSet<>();
+            BlockNode layer = top;
+            for (int d = 0; d < e.depth() && layer.backing().isPresent(); d++) {
+                layer = layer.backing().get();
+                long end = layer.length();
+                if (end > e.offset() && end < e.end()) {
+                    cuts.add(end);
+                }
+            }
+            long from = e.offset();
+            for (long cut : cuts) {
+                out.add(e.slice(from, cut));
+                from = cut;
+            }
+            out.add(e.slice(from, e.end()));
+        }
+        return out;
     }
 
     /**
