@@ -64,7 +64,10 @@ final class BackingFileChange {
             try {
                 encoded = updated.encode();
             } catch (BlockException e) {
-                throw new BlockException("No space left in the file header", BlockException.ENOSPC);
+                // QEMU refuses an over-long name as EINVAL and a header that does not fit as ENOSPC
+                throw e.errno() == BlockException.ENOSPC
+                        ? new BlockException("No space left in the file header", BlockException.ENOSPC)
+                        : new BlockException("Invalid argument", BlockException.EINVAL);
             }
             ByteBuffer cluster = ByteBuffer.allocate(h.clusterSize());
             cluster.put(encoded).clear();

@@ -145,7 +145,8 @@ final class CommitCommand extends ImgSubcommand {
                         p += n;
                     }
                 }
-                case ZERO -> base.writeZeroes(pos, e.length(), false);
+                // as QEMU's commit: the base's clusters are released, not filled with zeros
+                case ZERO -> base.writeZeroes(pos, e.length(), true);
                 case UNALLOCATED -> {
                     // not in the overlay: the backing file already has it
                 }
