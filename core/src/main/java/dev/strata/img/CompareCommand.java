@@ -7,6 +7,10 @@ import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -16,7 +20,8 @@ import picocli.CommandLine.Parameters;
  * and exit codes (0 identical, 1 different, 2 error).
  *
  * <p>Runs that read as zeros in both images are skipped without reading; elsewhere both images are
- * read in 2 MiB pieces into two reused buffers. A mismatch is reported at the start of the first
+ * read in 2 MiB pieces into two reused buffers, the second image on a helper thread while this
+ * thread reads the first (the reads are most of the time). A mismatch is reported at the start of the first
  * differing 512-byte sector, as qemu-img reports it. Images of different sizes compare equal when
  * the larger one reads as zeros past the end of the smaller one, unless {@code -s} is given.
  */
@@ -57,6 +62,7 @@ final class CompareCommand extends ImgSubcommand {
     // allocated when the command runs (picocli builds every subcommand object for each command line)
     private ByteBuffer buf1;
     private ByteBuffer buf2;
+    private ExecutorService secondReader;
 
     @Override
     int errorExitCode() {
@@ -68,9 +74,11 @@ final class CompareCommand extends ImgSubcommand {
         OpenFlags flags = new OpenFlags(true, forceShare);
         buf1 = ByteBuffer.allocateDirect(BUF);
         buf2 = ByteBuffer.allocateDirect(BUF);
-        try (BlockGraph graph = Drivers.newGraph();
+        try (ExecutorService reader = Executors.newSingleThreadExecutor();
+                BlockGraph graph = Drivers.newGraph();
                 BlockNode a = Images.open(graph, filename1, format1, flags, true, err());
                 BlockNode b = Images.open(graph, filename2, format2, flags, true, err())) {
+            secondReader = reader;
             long size1 = a.length();
             long size2 = b.length();
             if (strict && size1 != size2) {
@@ -141,8 +149,23 @@ final class CompareCommand extends ImgSubcommand {
         long done = 0;
         while (done < length) {
             int n = (int) Math.min(BUF, length - done);
-            a.read(pos + done, buf1.clear().limit(n));
-            b.read(pos + done, buf2.clear().limit(n));
+            long at = pos + done;
+            Future<?> second = secondReader.submit(() -> {
+                b.read(at, buf2.clear().limit(n));
+                return null;
+            });
+            a.read(at, buf1.clear().limit(n));
+            try {
+                second.get();
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof IOException io) {
+                    throw io;
+                }
+                throw new IOException(e.getCause());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted", e);
+            }
             int i = buf1.flip().mismatch(buf2.flip());
             if (i >= 0) {
                 return pos + done + (i / SECTOR) * SECTOR;
