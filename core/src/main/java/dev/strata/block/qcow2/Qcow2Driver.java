@@ -514,9 +514,11 @@ public final class Qcow2Driver implements BlockDriver {
             }
             k++;
         }
+        long[] run = refcounts.allocateRun(k);
+        long host = run[0];
+        k = (int) run[1];
         int n = (int) Math.min((long) k * clusterSize - inCl, src.remaining());
         int tail = k * clusterSize - inCl - n;
-        long host = refcounts.allocate(k);
 
         // 1. data (refcounts are already raised; nothing points here yet)
         int srcPos = src.position();
@@ -750,9 +752,10 @@ public final class Qcow2Driver implements BlockDriver {
             while (c < clusters) {
                 int l1i = (int) (c >>> map.l2Bits());
                 int idx = (int) (c & (l2Entries - 1));
-                int count = (int) Math.min(l2Entries - idx, clusters - c);
                 byte[] t = map.writableL2(l1i, refcounts);
-                long host = refcounts.allocate(count);
+                long[] run = refcounts.allocateRun((int) Math.min(l2Entries - idx, clusters - c));
+                long host = run[0];
+                int count = (int) run[1];
                 end = Math.max(end, host + (long) count * clusterSize);
                 for (int i = 0; i < count; i++) {
                     ClusterMap.setEntry(t, idx + i, (host + (long) i * clusterSize) | ClusterMap.COPIED);
