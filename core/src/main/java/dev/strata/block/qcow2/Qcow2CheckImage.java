@@ -45,6 +45,41 @@ final class Qcow2CheckImage implements Closeable {
 
     private static final int REFBLOCK_CACHE_ENTRIES = 16;
 
+    /**
+     * Counts the writes of a repair, so a test can make every write from the n-th on fail as if the
+     * process had been killed there ({@link SimulatedCrash}).
+     */
+    static final class Writes {
+        static final Writes UNLIMITED = new Writes(Long.MAX_VALUE);
+
+        private final long limit;
+        private long count;
+
+        Writes(long limit) {
+            this.limit = limit;
+        }
+
+        synchronized void next() {
+            if (count >= limit) {
+                throw new SimulatedCrash();
+            }
+            count++;
+        }
+
+        synchronized long count() {
+            return count;
+        }
+    }
+
+    /** The test hook's "process killed": an Error, so that nothing on the way catches it. */
+    static final class SimulatedCrash extends Error {
+        private static final long serialVersionUID = 1L;
+
+        SimulatedCrash() {
+            super("simulated crash", null, false, false);
+        }
+    }
+
     // set at open, never changed
     final String filename;
     final FileChannel channel;
@@ -64,6 +99,7 @@ final class Qcow2CheckImage implements Closeable {
     final long l1TableOffset;
     final int version;
     final Qcow2CheckLog log;
+    private final Writes writes;
 
     // set at open; the refcount table changes when a rebuild installs a new one
     Qcow2Header header;
@@ -82,8 +118,14 @@ final class Qcow2CheckImage implements Closeable {
     private final java.util.Set<Long> dirtyRefblocks = new java.util.HashSet<>();
 
     private Qcow2CheckImage(
-            String filename, FileChannel channel, boolean writable, Qcow2Header header, Qcow2CheckLog log)
+            String filename,
+            FileChannel channel,
+            boolean writable,
+            Qcow2Header header,
+            Qcow2CheckLog log,
+            Writes writes)
             throws IOException {
+        this.writes = writes;
         this.filename = filename;
         this.channel = channel;
         this.writable = writable;
@@ -114,7 +156,8 @@ final class Qcow2CheckImage implements Closeable {
      * Opens {@code path} for checking, read-only unless {@code writable} (repair). Fails as {@code
      * qemu-img check} fails to open an image, with QEMU's reason as the message.
      */
-    static Qcow2CheckImage open(Path path, String filename, boolean writable, Qcow2CheckLog log) throws IOException {
+    static Qcow2CheckImage open(Path path, String filename, boolean writable, Qcow2CheckLog log, Writes writes)
+            throws IOException {
         FileChannel ch;
         try {
             ch = writable
@@ -133,7 +176,7 @@ final class Qcow2CheckImage implements Closeable {
                 throw new BlockException("Could not open '" + filename + "': " + e.getMessage(), e.errno());
             }
             validateForCheck(h, filename);
-            Qcow2CheckImage image = new Qcow2CheckImage(filename, ch, writable, h, log);
+            Qcow2CheckImage image = new Qcow2CheckImage(filename, ch, writable, h, log, writes);
             image.readBitmapsExtension();
             return image;
         } catch (IOException | RuntimeException e) {
@@ -322,6 +365,7 @@ final class Qcow2CheckImage implements Closeable {
         if (!writable) {
             throw new BlockException("image opened read-only", BlockException.EPERM);
         }
+        writes.next();
         ByteBuffer src = ByteBuffer.wrap(data, from, length);
         long pos = offset;
         while (src.hasRemaining()) {
