@@ -183,6 +183,16 @@ final class Qcow2CheckFixture {
             return l1Entry(i) & 0x00ff_ffff_ffff_fe00L;
         }
 
+        /** Offset of the first L2 table the L1 table points to. */
+        long firstL2Table() throws IOException {
+            for (int i = 0; i < header.l1Size(); i++) {
+                if (l2Table(i) != 0) {
+                    return l2Table(i);
+                }
+            }
+            throw new AssertionError("no L2 table");
+        }
+
         long l2Entry(long l2Table, int i) throws IOException {
             return readLong(l2Table + (long) i * (header.hasExtendedL2() ? 16 : 8));
         }
