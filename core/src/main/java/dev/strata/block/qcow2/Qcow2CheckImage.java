@@ -44,6 +44,10 @@ final class Qcow2CheckImage implements Closeable {
     static final long MAX_BITMAP_DIRECTORY_SIZE = 1024L * MAX_BITMAPS;
 
     private static final int REFBLOCK_CACHE_ENTRIES = 16;
+    /** QEMU's BDRV_MAX_LENGTH: requests reaching past it fail with EIO before touching the file. */
+    static final long MAX_REQUEST_END = 0x7fff_ffff_c000_0000L;
+
+    private static final byte[] ZEROS = new byte[1 << 16];
 
     /**
      * Counts the writes of a repair, so a test can make every write from the n-th on fail as if the
@@ -147,9 +151,19 @@ final class Qcow2CheckImage implements Closeable {
         this.l1Size = header.l1Size();
         this.l1TableOffset = header.l1TableOffset();
         this.reftableOffset = header.refcountTableOffset();
-        this.l1Table = readTable(l1TableOffset, Integer.toUnsignedLong(l1Size));
-        this.reftable =
-                readTable(reftableOffset, Integer.toUnsignedLong(header.refcountTableClusters()) << (clusterBits - 3));
+        String prefix = "Could not open '" + filename + "': ";
+        try {
+            this.l1Table = readTable(l1TableOffset, Integer.toUnsignedLong(l1Size));
+        } catch (IOException e) {
+            throw new BlockException(prefix + "Could not read L1 table: Input/output error", BlockException.EIO);
+        }
+        try {
+            this.reftable = readTable(
+                    reftableOffset, Integer.toUnsignedLong(header.refcountTableClusters()) << (clusterBits - 3));
+        } catch (IOException e) {
+            throw new BlockException(
+                    prefix + "Could not initialize refcount handling: Input/output error", BlockException.EIO);
+        }
     }
 
     /**
@@ -261,6 +275,7 @@ final class Qcow2CheckImage implements Closeable {
 
     /** Reads a table of big-endian 64-bit entries, keeping only the part that lies inside the file. */
     private long[] readTable(long offset, long entries) throws IOException {
+        checkRequest(offset, entries * 8);
         long inFile = offset >= fileLength ? 0 : Math.min(entries, (fileLength - offset + 7) / 8);
         long[] t = new long[(int) inFile];
         ByteBuffer buf = ByteBuffer.allocate(Math.min(clusterSize, 1 << 16));
@@ -339,9 +354,7 @@ final class Qcow2CheckImage implements Closeable {
      * reads as zeros. Offsets beyond what a file can hold are an I/O error, as in QEMU.
      */
     void read(long offset, ByteBuffer dst) throws IOException {
-        if (offset < 0 || offset > Long.MAX_VALUE - dst.remaining()) {
-            throw new BlockException("read outside the addressable range", BlockException.EIO);
-        }
+        checkRequest(offset, dst.remaining());
         long pos = offset;
         while (dst.hasRemaining() && pos < fileLength) {
             int n = channel.read(dst, pos);
@@ -351,7 +364,14 @@ final class Qcow2CheckImage implements Closeable {
             pos += n;
         }
         while (dst.hasRemaining()) {
-            dst.put((byte) 0);
+            dst.put(ZEROS, 0, Math.min(ZEROS.length, dst.remaining()));
+        }
+    }
+
+    /** QEMU refuses requests that reach past its maximum length with EIO. */
+    static void checkRequest(long offset, long length) throws BlockException {
+        if (offset < 0 || offset > MAX_REQUEST_END || length > MAX_REQUEST_END - offset) {
+            throw new BlockException("request outside the addressable range", BlockException.EIO);
         }
     }
 
