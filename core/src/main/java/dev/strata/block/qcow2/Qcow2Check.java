@@ -56,10 +56,16 @@ public final class Qcow2Check {
      * {@code memoryBudget} bytes for the computed refcounts.
      */
     public static Qcow2CheckResult run(Path image, String filename, RepairMode mode, long memoryBudget) {
+        return run(image, filename, mode, memoryBudget, Qcow2CheckImage.Writes.UNLIMITED);
+    }
+
+    /** {@link #run(Path, String, RepairMode, long)} with the repair's writes counted (and limited, in tests). */
+    static Qcow2CheckResult run(
+            Path image, String filename, RepairMode mode, long memoryBudget, Qcow2CheckImage.Writes writes) {
         Qcow2CheckLog log = new Qcow2CheckLog();
         Qcow2CheckTally first;
         try {
-            first = pass(image, filename, mode, memoryBudget, log);
+            first = pass(image, filename, mode, memoryBudget, log, writes);
         } catch (OpenFailure e) {
             return Qcow2CheckResult.failed(filename, e.getMessage(), 0, 0, false, log);
         } catch (IOException e) {
@@ -70,7 +76,7 @@ public final class Qcow2Check {
         }
         Qcow2CheckTally second;
         try {
-            second = pass(image, filename, RepairMode.NONE, memoryBudget, log);
+            second = pass(image, filename, RepairMode.NONE, memoryBudget, log, writes);
         } catch (IOException e) {
             String why = e instanceof OpenFailure ? e.getMessage() : checkFailed(e);
             return Qcow2CheckResult.failed(filename, why, first.corruptionsFixed, first.leaksFixed, true, log);
@@ -99,10 +105,16 @@ public final class Qcow2Check {
     }
 
     private static Qcow2CheckTally pass(
-            Path image, String filename, RepairMode mode, long memoryBudget, Qcow2CheckLog log) throws IOException {
+            Path image,
+            String filename,
+            RepairMode mode,
+            long memoryBudget,
+            Qcow2CheckLog log,
+            Qcow2CheckImage.Writes writes)
+            throws IOException {
         Qcow2CheckImage img;
         try {
-            img = Qcow2CheckImage.open(image, filename, mode != RepairMode.NONE, log);
+            img = Qcow2CheckImage.open(image, filename, mode != RepairMode.NONE, log, writes);
         } catch (IOException e) {
             throw new OpenFailure(e.getMessage(), e);
         }

@@ -44,6 +44,45 @@ final class Qcow2CheckImage implements Closeable {
     static final long MAX_BITMAP_DIRECTORY_SIZE = 1024L * MAX_BITMAPS;
 
     private static final int REFBLOCK_CACHE_ENTRIES = 16;
+    /** QEMU's BDRV_MAX_LENGTH: requests reaching past it fail with EIO before touching the file. */
+    static final long MAX_REQUEST_END = 0x7fff_ffff_c000_0000L;
+
+    private static final byte[] ZEROS = new byte[1 << 16];
+
+    /**
+     * Counts the writes of a repair, so a test can make every write from the n-th on fail as if the
+     * process had been killed there ({@link SimulatedCrash}).
+     */
+    static final class Writes {
+        static final Writes UNLIMITED = new Writes(Long.MAX_VALUE);
+
+        private final long limit;
+        private long count;
+
+        Writes(long limit) {
+            this.limit = limit;
+        }
+
+        synchronized void next() {
+            if (count >= limit) {
+                throw new SimulatedCrash();
+            }
+            count++;
+        }
+
+        synchronized long count() {
+            return count;
+        }
+    }
+
+    /** The test hook's "process killed": an Error, so that nothing on the way catches it. */
+    static final class SimulatedCrash extends Error {
+        private static final long serialVersionUID = 1L;
+
+        SimulatedCrash() {
+            super("simulated crash", null, false, false);
+        }
+    }
 
     // set at open, never changed
     final String filename;
@@ -64,6 +103,7 @@ final class Qcow2CheckImage implements Closeable {
     final long l1TableOffset;
     final int version;
     final Qcow2CheckLog log;
+    private final Writes writes;
 
     // set at open; the refcount table changes when a rebuild installs a new one
     Qcow2Header header;
@@ -82,8 +122,14 @@ final class Qcow2CheckImage implements Closeable {
     private final java.util.Set<Long> dirtyRefblocks = new java.util.HashSet<>();
 
     private Qcow2CheckImage(
-            String filename, FileChannel channel, boolean writable, Qcow2Header header, Qcow2CheckLog log)
+            String filename,
+            FileChannel channel,
+            boolean writable,
+            Qcow2Header header,
+            Qcow2CheckLog log,
+            Writes writes)
             throws IOException {
+        this.writes = writes;
         this.filename = filename;
         this.channel = channel;
         this.writable = writable;
@@ -105,16 +151,27 @@ final class Qcow2CheckImage implements Closeable {
         this.l1Size = header.l1Size();
         this.l1TableOffset = header.l1TableOffset();
         this.reftableOffset = header.refcountTableOffset();
-        this.l1Table = readTable(l1TableOffset, Integer.toUnsignedLong(l1Size));
-        this.reftable =
-                readTable(reftableOffset, Integer.toUnsignedLong(header.refcountTableClusters()) << (clusterBits - 3));
+        String prefix = "Could not open '" + filename + "': ";
+        try {
+            this.l1Table = readTable(l1TableOffset, Integer.toUnsignedLong(l1Size));
+        } catch (IOException e) {
+            throw new BlockException(prefix + "Could not read L1 table: Input/output error", BlockException.EIO);
+        }
+        try {
+            this.reftable = readTable(
+                    reftableOffset, Integer.toUnsignedLong(header.refcountTableClusters()) << (clusterBits - 3));
+        } catch (IOException e) {
+            throw new BlockException(
+                    prefix + "Could not initialize refcount handling: Input/output error", BlockException.EIO);
+        }
     }
 
     /**
      * Opens {@code path} for checking, read-only unless {@code writable} (repair). Fails as {@code
      * qemu-img check} fails to open an image, with QEMU's reason as the message.
      */
-    static Qcow2CheckImage open(Path path, String filename, boolean writable, Qcow2CheckLog log) throws IOException {
+    static Qcow2CheckImage open(Path path, String filename, boolean writable, Qcow2CheckLog log, Writes writes)
+            throws IOException {
         FileChannel ch;
         try {
             ch = writable
@@ -133,7 +190,7 @@ final class Qcow2CheckImage implements Closeable {
                 throw new BlockException("Could not open '" + filename + "': " + e.getMessage(), e.errno());
             }
             validateForCheck(h, filename);
-            Qcow2CheckImage image = new Qcow2CheckImage(filename, ch, writable, h, log);
+            Qcow2CheckImage image = new Qcow2CheckImage(filename, ch, writable, h, log, writes);
             image.readBitmapsExtension();
             return image;
         } catch (IOException | RuntimeException e) {
@@ -218,6 +275,7 @@ final class Qcow2CheckImage implements Closeable {
 
     /** Reads a table of big-endian 64-bit entries, keeping only the part that lies inside the file. */
     private long[] readTable(long offset, long entries) throws IOException {
+        checkRequest(offset, entries * 8);
         long inFile = offset >= fileLength ? 0 : Math.min(entries, (fileLength - offset + 7) / 8);
         long[] t = new long[(int) inFile];
         ByteBuffer buf = ByteBuffer.allocate(Math.min(clusterSize, 1 << 16));
@@ -296,9 +354,7 @@ final class Qcow2CheckImage implements Closeable {
      * reads as zeros. Offsets beyond what a file can hold are an I/O error, as in QEMU.
      */
     void read(long offset, ByteBuffer dst) throws IOException {
-        if (offset < 0 || offset > Long.MAX_VALUE - dst.remaining()) {
-            throw new BlockException("read outside the addressable range", BlockException.EIO);
-        }
+        checkRequest(offset, dst.remaining());
         long pos = offset;
         while (dst.hasRemaining() && pos < fileLength) {
             int n = channel.read(dst, pos);
@@ -308,7 +364,14 @@ final class Qcow2CheckImage implements Closeable {
             pos += n;
         }
         while (dst.hasRemaining()) {
-            dst.put((byte) 0);
+            dst.put(ZEROS, 0, Math.min(ZEROS.length, dst.remaining()));
+        }
+    }
+
+    /** QEMU refuses requests that reach past its maximum length with EIO. */
+    static void checkRequest(long offset, long length) throws BlockException {
+        if (offset < 0 || offset > MAX_REQUEST_END || length > MAX_REQUEST_END - offset) {
+            throw new BlockException("request outside the addressable range", BlockException.EIO);
         }
     }
 
@@ -322,6 +385,7 @@ final class Qcow2CheckImage implements Closeable {
         if (!writable) {
             throw new BlockException("image opened read-only", BlockException.EPERM);
         }
+        writes.next();
         ByteBuffer src = ByteBuffer.wrap(data, from, length);
         long pos = offset;
         while (src.hasRemaining()) {

@@ -295,6 +295,10 @@ final class Qcow2CheckPass {
                 }
             }
 
+            if (l2Offset >= img.fileLength() && l2Offset <= Qcow2CheckImage.MAX_REQUEST_END - img.clusterSize) {
+                // a table wholly past the end of the file reads as zeros: no entry to check
+                continue;
+            }
             b.clear();
             try {
                 img.read(l2Offset, b);

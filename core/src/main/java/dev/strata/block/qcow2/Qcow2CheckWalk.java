@@ -182,6 +182,12 @@ final class Qcow2CheckWalk {
 
     /** Counts the clusters an L2 table references and checks its entries (QEMU's check_refcounts_l2). */
     private void checkL2(long l2Offset, boolean active) throws IOException {
+        if (l2Offset >= img.fileLength()
+                && l2Offset >= 0
+                && l2Offset <= Qcow2CheckImage.MAX_REQUEST_END - img.clusterSize) {
+            // a table wholly past the end of the file reads as zeros: every entry is unallocated
+            return;
+        }
         l2BytesLeft -= img.clusterSize;
         if (l2BytesLeft < 0) {
             img.log.message("ERROR the L1 tables reference more L2 tables than the image can hold");
@@ -390,6 +396,8 @@ final class Qcow2CheckWalk {
         }
         long newLength = offset + img.clusterSize;
         if (newLength > 2 * img.fileLength() + (1L << 30)) {
+            // reported as the file system reports a file grown past its limit
+            img.log.error("Could not resize file: File too large");
             return "File too large";
         }
         try {
@@ -400,7 +408,9 @@ final class Qcow2CheckWalk {
             res.checkErrors++;
             throw new BlockException("Cannot allocate memory", Qcow2Check.ENOMEM);
         } catch (IOException e) {
-            return Qcow2CheckResult.strerror(Qcow2Check.errno(e));
+            String why = Qcow2CheckResult.strerror(Qcow2Check.errno(e));
+            img.log.error("Could not resize file: " + why);
+            return why;
         }
         if (Long.compareUnsigned(offset >>> img.clusterBits, counts.size()) >= 0) {
             return "Invalid argument";

@@ -27,7 +27,8 @@ final class Qcow2CheckFixture {
     private Qcow2CheckFixture() {}
 
     /** What one tool reported: exit code, the JSON object (filename removed), and its text output. */
-    record Report(int exitCode, Map<String, Object> json, String filename, String human, List<String> stderr) {}
+    record Report(
+            int exitCode, Map<String, Object> json, String filename, String human, List<String> stderr, String image) {}
 
     static String[] repairArgs(Qcow2Check.RepairMode mode) {
         return switch (mode) {
@@ -64,21 +65,14 @@ final class Qcow2CheckFixture {
                 map,
                 filename == null ? null : filename.toString(),
                 human.stdout(),
-                lines(json.stderr()));
+                lines(json.stderr()),
+                repairedCopy.toString());
     }
 
     /** Runs Strata's check on {@code copy} (a fresh copy of {@code image}). */
     static Report strata(Path image, Qcow2Check.RepairMode mode, Path copy) throws IOException {
         Files.copy(image, copy, StandardCopyOption.REPLACE_EXISTING);
-        Qcow2CheckResult r = Qcow2Check.run(copy, mode);
-        Map<String, Object> map = new LinkedHashMap<>(r.toJsonMap());
-        Object filename = map.remove("filename");
-        return new Report(
-                r.exitCode(),
-                map,
-                filename == null ? null : filename.toString(),
-                r.toHumanText(),
-                r.diagnostics("qemu-img"));
+        return report(Qcow2Check.run(copy, mode), copy);
     }
 
     /** qemu-img check --output=json of an image as it is (no copy, no repair). */
@@ -87,11 +81,19 @@ final class Qcow2CheckFixture {
         Map<String, Object> map = parseJson(json.stdout());
         Object filename = map.remove("filename");
         return new Report(
-                json.exitCode(), map, filename == null ? null : filename.toString(), "", lines(json.stderr()));
+                json.exitCode(),
+                map,
+                filename == null ? null : filename.toString(),
+                "",
+                lines(json.stderr()),
+                image.toString());
     }
 
     static Report strataAsIs(Path image) {
-        Qcow2CheckResult r = Qcow2Check.run(image, Qcow2Check.RepairMode.NONE);
+        return report(Qcow2Check.run(image, Qcow2Check.RepairMode.NONE), image);
+    }
+
+    private static Report report(Qcow2CheckResult r, Path image) {
         Map<String, Object> map = new LinkedHashMap<>(r.toJsonMap());
         Object filename = map.remove("filename");
         return new Report(
@@ -99,7 +101,8 @@ final class Qcow2CheckFixture {
                 map,
                 filename == null ? null : filename.toString(),
                 r.toHumanText(),
-                r.diagnostics("qemu-img"));
+                r.diagnostics("qemu-img"),
+                image.toString());
     }
 
     private static Map<String, Object> parseJson(String text) throws IOException {
@@ -112,21 +115,50 @@ final class Qcow2CheckFixture {
         return out;
     }
 
+    /**
+     * The lines of qemu-img's standard error, with its "image marked corrupt" wording (used when
+     * the image is open writable) mapped to the read-only wording Strata always uses.
+     */
     private static List<String> lines(String s) {
-        return s.lines().toList();
+        return s.lines()
+                .map(l -> l.startsWith("qcow2: Marking image as corrupt: ")
+                        ? "qcow2: Image is corrupt: "
+                                + l.substring("qcow2: Marking image as corrupt: ".length())
+                                        .replace(
+                                                "; further corruption events will be suppressed",
+                                                "; further non-fatal corruption events will be suppressed")
+                        : l)
+                .toList();
     }
 
     /** Asserts two reports say the same: exit code, JSON (values and key order), human text, errors. */
     static void assertSameReport(Report strata, Report qemu, boolean compareStderr) {
-        assertThat(strata.json()).as("JSON report").containsExactlyEntriesOf(qemu.json());
+        assertThat(strata.json())
+                .as("JSON report; qemu-img said %s; Strata said %s", head(qemu.stderr()), head(strata.stderr()))
+                .containsExactlyEntriesOf(qemu.json());
         assertThat(new ArrayList<>(strata.json().keySet()))
                 .as("JSON key order")
                 .containsExactlyElementsOf(qemu.json().keySet());
         assertThat(strata.exitCode()).as("exit code").isEqualTo(qemu.exitCode());
         assertThat(strata.human()).as("human report").isEqualTo(qemu.human());
         if (compareStderr) {
-            assertThat(strata.stderr()).as("diagnostics").containsExactlyElementsOf(qemu.stderr());
+            List<String> s = strata.stderr().stream()
+                    .map(l -> strata.image() == null ? l : l.replace(strata.image(), "IMAGE"))
+                    .toList();
+            List<String> q = qemu.stderr().stream()
+                    .map(l -> qemu.image() == null ? l : l.replace(qemu.image(), "IMAGE"))
+                    .toList();
+            if (!s.equals(q)) {
+                assertThat(String.join("\n", head(s)))
+                        .as("diagnostics (first lines)")
+                        .isEqualTo(String.join("\n", head(q)));
+                assertThat(s).as("diagnostics").isEqualTo(q);
+            }
         }
+    }
+
+    private static List<String> head(List<String> lines) {
+        return lines.size() <= 30 ? lines : lines.subList(0, 30);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -167,6 +199,16 @@ final class Qcow2CheckFixture {
         /** Offset of the L2 table the i-th L1 entry points to. */
         long l2Table(int i) throws IOException {
             return l1Entry(i) & 0x00ff_ffff_ffff_fe00L;
+        }
+
+        /** Offset of the first L2 table the L1 table points to. */
+        long firstL2Table() throws IOException {
+            for (int i = 0; i < header.l1Size(); i++) {
+                if (l2Table(i) != 0) {
+                    return l2Table(i);
+                }
+            }
+            throw new AssertionError("no L2 table");
         }
 
         long l2Entry(long l2Table, int i) throws IOException {
