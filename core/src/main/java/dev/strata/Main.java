@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Block-storage daemon with dirty bitmaps and incremental backup.",
-        subcommands = {ImgCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ImgCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
