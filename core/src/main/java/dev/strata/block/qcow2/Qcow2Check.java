@@ -114,7 +114,7 @@ public final class Qcow2Check {
             throws IOException {
         Qcow2CheckImage img;
         try {
-            img = Qcow2CheckImage.open(image, filename, mode != RepairMode.NONE, log, writes);
+            img = Qcow2CheckOpen.open(image, filename, mode != RepairMode.NONE, log, writes);
         } catch (IOException e) {
             throw new OpenFailure(e.getMessage(), e);
         }

@@ -279,7 +279,10 @@ final class Qcow2CheckPass {
                             ? l1Entry | Qcow2CheckImage.OFLAG_COPIED
                             : l1Entry & ~Qcow2CheckImage.OFLAG_COPIED;
                     long at = img.l1TableOffset + (long) i * 8;
-                    if (overlap.overlaps(at, 8, Qcow2CheckOverlap.Kind.ACTIVE_L1) != null) {
+                    Qcow2CheckOverlap.Kind hit = overlap.overlaps(at, 8, Qcow2CheckOverlap.Kind.ACTIVE_L1);
+                    if (hit != null) {
+                        img.signalCorruption(
+                                "Preventing invalid write on metadata (overlaps with " + hit.qemuName + ")");
                         res.checkErrors++;
                         throw new BlockException("Input/output error", BlockException.EIO);
                     }
@@ -307,6 +310,9 @@ final class Qcow2CheckPass {
                 res.checkErrors++;
                 throw e;
             }
+            // QEMU would rewrite a misaligned "L2 table" wherever it lies, over whatever is there;
+            // Strata reports its entries but does not write there
+            boolean repairL2 = repair && (l2Offset & (img.clusterSize - 1)) == 0;
             int dirty = 0;
             for (int j = 0; j < img.l2Entries; j++) {
                 int pos = j * img.l2EntryBytes;
@@ -328,9 +334,9 @@ final class Qcow2CheckPass {
                 }
                 if ((dataRefcount == 1) != ((entry & Qcow2CheckImage.OFLAG_COPIED) != 0)) {
                     res.corruptions++;
-                    img.log.message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
+                    img.log.message((repairL2 ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
                             + Long.toHexString(entry) + " refcount=" + Long.toUnsignedString(dataRefcount));
-                    if (repair) {
+                    if (repairL2) {
                         b.putLong(
                                 pos,
                                 dataRefcount == 1
@@ -343,11 +349,6 @@ final class Qcow2CheckPass {
             if (dirty > 0) {
                 Qcow2CheckOverlap.Kind hit =
                         overlap.overlaps(l2Offset, img.clusterSize, Qcow2CheckOverlap.Kind.ACTIVE_L2);
-                if (hit == null && (l2Offset & (img.clusterSize - 1)) != 0) {
-                    // QEMU writes an unaligned "L2 table" where it lies; Strata does not write over
-                    // whatever the misaligned pointer hits
-                    hit = Qcow2CheckOverlap.Kind.ACTIVE_L2;
-                }
                 if (hit != null) {
                     img.signalCorruption("Preventing invalid write on metadata (overlaps with " + hit.qemuName + ")");
                     img.log.message("ERROR: Could not write L2 table; metadata overlap check failed: "
