@@ -346,12 +346,6 @@ final class Qcow2CheckImage implements Closeable {
         sync();
     }
 
-    /** Forgets cached refcount blocks (after the file was changed behind the cache). */
-    void dropRefblockCache() {
-        refblockCache.clear();
-        dirtyRefblocks.clear();
-    }
-
     /**
      * Reports a corruption QEMU would signal. Strata's check never marks the image corrupt (it is
      * about to repair or report it), so the message is the non-fatal one in both modes.
