@@ -5,7 +5,9 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The persistent bitmaps' clusters as the check counts them: the bitmap directory, each bitmap
@@ -112,7 +114,7 @@ final class Qcow2CheckBitmaps {
      * as the disk size and granularity require.
      */
     private static void loadBitmaps(Qcow2CheckImage img, List<Bitmap> bitmaps, String prefix) throws IOException {
-        java.util.Set<String> names = new java.util.HashSet<>();
+        Set<String> names = new HashSet<>();
         ByteBuffer buf = ByteBuffer.allocate(img.clusterSize);
         for (Bitmap bm : bitmaps) {
             for (long i = 0; i < bm.tableSize(); ) {

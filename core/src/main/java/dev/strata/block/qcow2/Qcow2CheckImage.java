@@ -7,8 +7,10 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * A qcow2 image opened for checking ({@link Qcow2CheckOpen} decides whether it can be): its file,
@@ -114,7 +116,7 @@ final class Qcow2CheckImage implements Closeable {
     private long fileLength;
     private boolean signaledCorruption;
     private final Map<Long, byte[]> refblockCache = new LinkedHashMap<>(32, 0.75f, true);
-    private final java.util.Set<Long> dirtyRefblocks = new java.util.HashSet<>();
+    private final Set<Long> dirtyRefblocks = new HashSet<>();
 
     Qcow2CheckImage(
             String filename,

@@ -2,6 +2,7 @@ package dev.strata.block.qcow2;
 
 import dev.strata.block.BlockException;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.List;
 
 /**
@@ -14,10 +15,12 @@ import java.util.List;
  * follow QEMU, because the numbers qemu-img reports depend on them.
  *
  * <p>Crash consistency: every repair either raises a refcount, lowers one to the number of
- * references that really exist, or sets/clears a COPIED flag to agree with a refcount already on
- * disk; the refcount changes are synced before any COPIED flag is written. A crash at any point
- * therefore leaves at worst leaked clusters. The refcount structure rebuild has its own ordering
- * ({@link Qcow2CheckRebuild}).
+ * references that really exist, turns a misaligned preallocated zero entry into a plain zero
+ * entry, or sets/clears a COPIED flag to agree with a refcount already on disk; the refcount
+ * changes are synced before any COPIED flag is written. No refcount ever goes below its number of
+ * references, so a repair killed at any point leaves at worst problems that were there before
+ * plus leaked clusters ({@code Qcow2CheckCrashTest} kills repairs after every few writes and asks
+ * qemu-img). The refcount structure rebuild has its own ordering ({@link Qcow2CheckRebuild}).
  */
 final class Qcow2CheckPass {
     // set at construction, never changed
@@ -256,7 +259,7 @@ final class Qcow2CheckPass {
         };
         Qcow2CheckOverlap overlap = repair ? new Qcow2CheckOverlap(img, snapshots) : null;
         byte[] l2 = new byte[img.clusterSize];
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(l2);
+        ByteBuffer b = ByteBuffer.wrap(l2);
         for (int i = 0; i < img.l1Table.length; i++) {
             long l1Entry = img.l1Table[i];
             long l2Offset = l1Entry & Qcow2CheckImage.L1E_OFFSET_MASK;

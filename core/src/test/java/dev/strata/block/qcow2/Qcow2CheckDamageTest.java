@@ -253,6 +253,17 @@ class Qcow2CheckDamageTest {
                     e.setRefcount(coffset / e.clusterSize, 0);
                 }),
                 damage(
+                        "corrupt bit set on a healthy image",
+                        Qcow2CheckDamageTest::plain,
+                        e -> e.writeLong(72, e.header.incompatibleFeatures() | Qcow2Header.INCOMPAT_CORRUPT)),
+                damage(
+                        "dirty bit set, refcounts right",
+                        (d, p) -> {
+                            Qcow2CheckCleanTest.create(p, "64M", "-o", "lazy_refcounts=on");
+                            Qcow2CheckCleanTest.io(p, "write -P 1 0 64k");
+                        },
+                        e -> e.writeLong(72, e.header.incompatibleFeatures() | Qcow2Header.INCOMPAT_DIRTY)),
+                damage(
                         "dirty image with lazy refcounts (qemu-io abort)",
                         (d, p) -> {
                             Qcow2CheckCleanTest.create(p, "64M", "-o", "lazy_refcounts=on");
