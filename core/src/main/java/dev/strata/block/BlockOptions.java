@@ -89,6 +89,11 @@ public final class BlockOptions {
                 key = s.substring(0, eq);
                 value = s.substring(eq + 1);
             }
+            for (String part : key.split("\\.", -1)) {
+                if (part.isEmpty()) {
+                    throw new IllegalArgumentException("Invalid parameter '" + key + "'");
+                }
+            }
             root.putDotted(key, value);
             first = false;
         }

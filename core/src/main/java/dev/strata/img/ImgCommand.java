@@ -8,7 +8,7 @@ import picocli.CommandLine.Command;
         name = "img",
         mixinStandardHelpOptions = true,
         description = "Create, inspect, check, compare and convert disk images (qemu-img compatible).",
-        subcommands = {})
+        subcommands = {BenchCommand.class})
 public final class ImgCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -1,0 +1,273 @@
+package dev.strata.bitmap;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A fixed-size hierarchical bitmap in the style of QEMU's HBitmap: the bits themselves in 64-bit
+ * leaf words, and above them levels in which each bit says "this word below is not zero", up to a
+ * single top word. Finding the next set bit skips empty regions 64, 4096, 262144... bits at a time,
+ * so iteration over a huge, sparse bitmap costs what its set bits cost, not its size.
+ *
+ * <p>Concurrency: {@link #set} needs no lock. Leaf words change with atomic read-modify-write, the
+ * upper levels are OR-ed after the leaf, and {@link #count} is adjusted by exactly the bits each
+ * update flipped. {@link #reset} may run concurrently with {@code set}: after clearing a summary
+ * bit it re-reads the leaf and restores the summary when a concurrent set got in between, so a set
+ * bit is never hidden from iteration. Several concurrent resets, or resets concurrent with
+ * iteration, are serialised by the caller (the owning dirty bitmap's lock).
+ *
+ * <p>Invariants: {@code count()} equals the number of set leaf bits whenever no update is in
+ * flight; a summary bit is set whenever the word it covers is non-zero (it may be set for a zero
+ * word, which iteration tolerates).
+ */
+public final class HBitmap {
+    private static final int SHIFT = 6;
+    private static final int BITS = 64;
+    private static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
+
+    // set at construction, never changed
+    private final long size;
+    /** levels[0] is the top (one word); levels[depth-1] holds the leaf bits. */
+    private final long[][] levels;
+
+    private final AtomicLong count = new AtomicLong();
+
+    /** A bitmap of {@code size} bits, all clear. */
+    public HBitmap(long size) {
+        if (size < 0 || size > (long) Integer.MAX_VALUE * BITS) {
+            throw new IllegalArgumentException("bitmap size out of range: " + size);
+        }
+        this.size = size;
+        int depth = 1;
+        for (long words = wordsFor(size); words > 1; words = wordsFor(words)) {
+            depth++;
+        }
+        levels = new long[depth][];
+        long words = wordsFor(size);
+        for (int l = depth - 1; l >= 0; l--) {
+            levels[l] = new long[(int) Math.max(1, words)];
+            words = wordsFor(words);
+        }
+    }
+
+    private static long wordsFor(long bits) {
+        return (bits + BITS - 1) >>> SHIFT;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    /** Number of set bits. */
+    public long count() {
+        return count.get();
+    }
+
+    public boolean isEmpty() {
+        return count.get() == 0;
+    }
+
+    public boolean get(long bit) {
+        checkBit(bit);
+        return (word(leaves(), (int) (bit >>> SHIFT)) & (1L << bit)) != 0;
+    }
+
+    /** Sets bits {@code [start, start+n)}. Lock-free. */
+    public void set(long start, long n) {
+        checkRange(start, n);
+        long end = start + n;
+        for (long bit = start; bit < end; ) {
+            int word = (int) (bit >>> SHIFT);
+            long wordEnd = Math.min(end, ((long) word + 1) << SHIFT);
+            long mask = mask(bit, wordEnd);
+            long old = getAndOr(leaves(), word, mask);
+            long added = Long.bitCount(mask & ~old);
+            if (added != 0) {
+                count.addAndGet(added);
+            }
+            if (old == 0) {
+                markSummary(word);
+            }
+            bit = wordEnd;
+        }
+    }
+
+    /** Clears bits {@code [start, start+n)}. */
+    public void reset(long start, long n) {
+        checkRange(start, n);
+        long end = start + n;
+        long[] leaves = leaves();
+        for (long bit = start; bit < end; ) {
+            int word = (int) (bit >>> SHIFT);
+            long wordEnd = Math.min(end, ((long) word + 1) << SHIFT);
+            long mask = mask(bit, wordEnd);
+            long old = getAndAnd(leaves, word, ~mask);
+            long removed = Long.bitCount(mask & old);
+            if (removed != 0) {
+                count.addAndGet(-removed);
+                if ((old & ~mask) == 0) {
+                    clearSummary(word);
+                }
+            }
+            bit = wordEnd;
+        }
+    }
+
+    /** Clears every bit. */
+    public void resetAll() {
+        reset(0, size);
+    }
+
+    /** Sets every bit that is set in {@code other}, which must have the same size. */
+    public void merge(HBitmap other) {
+        if (other.size != size) {
+            throw new IllegalArgumentException("bitmap sizes differ: " + size + " vs " + other.size);
+        }
+        for (long bit = other.nextSet(0); bit >= 0; ) {
+            long clear = other.nextClear(bit);
+            long end = clear < 0 ? size : clear;
+            set(bit, end - bit);
+            bit = end >= size ? -1 : other.nextSet(end);
+        }
+    }
+
+    /** The first set bit at or after {@code from}, or -1. */
+    public long nextSet(long from) {
+        if (from < 0) {
+            throw new IllegalArgumentException("negative bit " + from);
+        }
+        if (from >= size) {
+            return -1;
+        }
+        int leafLevel = levels.length - 1;
+        long pos = from;
+        // try the leaf word of 'from' first, then climb while the rest of the word is empty
+        int level = leafLevel;
+        while (true) {
+            long index = pos >>> SHIFT;
+            long word = word(levels[level], (int) index) & (-1L << pos);
+            if (word != 0) {
+                pos = (index << SHIFT) + Long.numberOfTrailingZeros(word);
+                break;
+            }
+            if (level == 0) {
+                return -1;
+            }
+            // move to the next word of this level: its summary bit is index + 1 one level up
+            pos = index + 1;
+            level--;
+            if (pos >= (long) levels[level].length << SHIFT) {
+                return -1;
+            }
+        }
+        // descend: pos is a set bit at 'level'; each summary bit names a word one level down
+        while (level < leafLevel) {
+            level++;
+            long word = word(levels[level], (int) pos);
+            if (word == 0) {
+                // a stale summary bit (its word was just cleared): continue after that word
+                long next = (pos + 1) << (SHIFT * (leafLevel - level + 1));
+                return next >= size ? -1 : nextSet(next);
+            }
+            pos = (pos << SHIFT) + Long.numberOfTrailingZeros(word);
+        }
+        return pos < size ? pos : -1;
+    }
+
+    /** The first clear bit at or after {@code from}, or -1 when every bit from there on is set. */
+    public long nextClear(long from) {
+        if (from < 0) {
+            throw new IllegalArgumentException("negative bit " + from);
+        }
+        long[] leaves = leaves();
+        for (long pos = from; pos < size; ) {
+            int index = (int) (pos >>> SHIFT);
+            long word = ~word(leaves, index) & (-1L << pos);
+            if (word != 0) {
+                long bit = ((long) index << SHIFT) + Long.numberOfTrailingZeros(word);
+                return bit < size ? bit : -1;
+            }
+            pos = ((long) index + 1) << SHIFT;
+        }
+        return -1;
+    }
+
+    /** Number of set bits in {@code [start, start+n)}. */
+    public long count(long start, long n) {
+        checkRange(start, n);
+        long end = start + n;
+        long total = 0;
+        for (long bit = nextSet(start); bit >= 0 && bit < end; ) {
+            int word = (int) (bit >>> SHIFT);
+            long wordEnd = Math.min(end, ((long) word + 1) << SHIFT);
+            total += Long.bitCount(word(leaves(), word) & mask(bit, wordEnd));
+            bit = wordEnd >= end ? -1 : nextSet(wordEnd);
+        }
+        return total;
+    }
+
+    private long[] leaves() {
+        return levels[levels.length - 1];
+    }
+
+    private void markSummary(int leafWord) {
+        long index = leafWord;
+        for (int l = levels.length - 2; l >= 0; l--) {
+            long old = getAndOr(levels[l], (int) (index >>> SHIFT), 1L << index);
+            if (old != 0) {
+                return; // the levels above already know this word is non-empty
+            }
+            index >>>= SHIFT;
+        }
+    }
+
+    private void clearSummary(int leafWord) {
+        long index = leafWord;
+        long[] below = leaves();
+        for (int l = levels.length - 2; l >= 0; l--) {
+            int word = (int) (index >>> SHIFT);
+            long bit = 1L << index;
+            long old = getAndAnd(levels[l], word, ~bit);
+            if (word(below, (int) index) != 0) {
+                // a concurrent set filled the word after we saw it empty: keep it visible
+                getAndOr(levels[l], word, bit);
+                return;
+            }
+            if ((old & ~bit) != 0) {
+                return;
+            }
+            below = levels[l];
+            index = word;
+        }
+    }
+
+    private static long word(long[] words, int index) {
+        return (long) WORD.getVolatile(words, index);
+    }
+
+    private static long getAndOr(long[] words, int index, long bits) {
+        return (long) WORD.getAndBitwiseOr(words, index, bits);
+    }
+
+    private static long getAndAnd(long[] words, int index, long bits) {
+        return (long) WORD.getAndBitwiseAnd(words, index, bits);
+    }
+
+    private static long mask(long from, long to) {
+        long hi = (to & (BITS - 1)) == 0 ? -1L : (1L << to) - 1;
+        return (-1L << from) & hi;
+    }
+
+    private void checkBit(long bit) {
+        if (bit < 0 || bit >= size) {
+            throw new IndexOutOfBoundsException("bit " + bit + " outside bitmap of " + size);
+        }
+    }
+
+    private void checkRange(long start, long n) {
+        if (start < 0 || n < 0 || start > size || n > size - start) {
+            throw new IndexOutOfBoundsException("range [" + start + ", +" + n + ") outside bitmap of " + size);
+        }
+    }
+}

@@ -1,0 +1,316 @@
+package dev.strata.block.dirty;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * The dirty bitmaps of one node, with QEMU's rules for adding, removing, merging and the backup
+ * successor protocol, each refusal worded as QEMU words it.
+ *
+ * <p>Concurrency: the write path calls {@link #markDirty} with no lock; it iterates an immutable
+ * snapshot of the list (replaced, never mutated, under {@code lock}). Every other operation holds
+ * {@code lock}, so the checks and the change they guard are one step.
+ *
+ * <p>Invariants: names are unique among named bitmaps; the list is newest first (QEMU inserts at
+ * the head, and query output depends on it); a successor is in the list as an anonymous bitmap for
+ * exactly as long as its parent points to it.
+ */
+public final class DirtyBitmaps {
+    /** Longest name QEMU accepts (qcow2 stores at most 1023 bytes). */
+    public static final int MAX_NAME_BYTES = 1023;
+
+    private final ReentrantLock lock = new ReentrantLock();
+    // replaced under lock; read without it by the write path
+    private volatile List<DirtyBitmap> list = List.of();
+
+    /** Marks the range in every recording bitmap, successors included. Lock-free. */
+    public void markDirty(long offset, long length) {
+        for (DirtyBitmap b : list) {
+            b.markDirty(offset, length);
+        }
+    }
+
+    /** Newest first, anonymous ones included. */
+    public List<DirtyBitmap> all() {
+        return list;
+    }
+
+    public Optional<DirtyBitmap> find(String name) {
+        for (DirtyBitmap b : list) {
+            if (name.equals(b.name())) {
+                return Optional.of(b);
+            }
+        }
+        return Optional.empty();
+    }
+
+    /** Finds a named bitmap or fails with QEMU's "Dirty bitmap '%s' not found". */
+    public DirtyBitmap lookup(String name) throws BitmapException {
+        return find(name).orElseThrow(() -> new BitmapException("Dirty bitmap '" + name + "' not found"));
+    }
+
+    /**
+     * Adds a named bitmap after QEMU's checks, in QEMU's order (name, granularity, duplicate,
+     * length of name); the node lookup and persistence checks belong to the caller.
+     */
+    public DirtyBitmap add(String name, long nodeLength, long granularity, boolean disabled) throws BitmapException {
+        if (name.isEmpty()) {
+            throw new BitmapException("Bitmap name cannot be empty");
+        }
+        checkGranularity(granularity);
+        lock.lock();
+        try {
+            if (find(name).isPresent()) {
+                throw new BitmapException("Bitmap already exists: " + name);
+            }
+            if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MAX_NAME_BYTES) {
+                throw new BitmapException("Bitmap name too long: " + name);
+            }
+            DirtyBitmap b = new DirtyBitmap(name, nodeLength, granularity, !disabled);
+            insert(b);
+            return b;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** An anonymous, enabled bitmap for internal use (copy-before-write, block-copy). */
+    public DirtyBitmap addAnonymous(long nodeLength, long granularity) throws BitmapException {
+        checkGranularity(granularity);
+        lock.lock();
+        try {
+            DirtyBitmap b = new DirtyBitmap(null, nodeLength, granularity, true);
+            insert(b);
+            return b;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    public static void checkGranularity(long granularity) throws BitmapException {
+        if (granularity < 512 || Long.bitCount(granularity) != 1 || granularity > (1L << 31)) {
+            throw new BitmapException("Granularity must be power of 2 and at least 512");
+        }
+    }
+
+    /** The default granularity QEMU picks: the node's cluster size clamped to [4 KiB, 64 KiB]. */
+    public static long defaultGranularity(int clusterSize) {
+        if (clusterSize <= 0) {
+            return 65536;
+        }
+        return Math.clamp(clusterSize, 4096, 65536);
+    }
+
+    /** What a command needs of a bitmap before it may touch it (QEMU's BdrvDirtyBitmapFlags). */
+    public enum Check {
+        /** Busy, read-only and inconsistent bitmaps are refused. */
+        DEFAULT,
+        /** Busy and inconsistent ones are refused; read-only ones may be read. */
+        ALLOW_RO
+    }
+
+    public static void check(DirtyBitmap b, Check check) throws BitmapException {
+        if (b.busy()) {
+            throw new BitmapException(
+                    "Bitmap '" + b.name() + "' is currently in use by another operation and cannot be used");
+        }
+        if (check == Check.DEFAULT && b.readOnly()) {
+            throw new BitmapException("Bitmap '" + b.name() + "' is readonly and cannot be modified");
+        }
+        if (b.inconsistent()) {
+            throw new BitmapException("Bitmap '" + b.name() + "' is inconsistent and cannot be used");
+        }
+    }
+
+    /** block-dirty-bitmap-remove: refused while busy or read-only. */
+    public DirtyBitmap remove(String name) throws BitmapException {
+        lock.lock();
+        try {
+            DirtyBitmap b = lookup(name);
+            if (b.busy()) {
+                check(b, Check.ALLOW_RO);
+            }
+            if (b.readOnly()) {
+                throw new BitmapException("Bitmap '" + name + "' is readonly and cannot be modified");
+            }
+            drop(b);
+            return b;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Removes a bitmap this code created (anonymous ones included) without the user's checks. */
+    public void release(DirtyBitmap b) {
+        lock.lock();
+        try {
+            drop(b);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    public void clear(String name) throws BitmapException {
+        lock.lock();
+        try {
+            DirtyBitmap b = lookup(name);
+            check(b, Check.DEFAULT);
+            b.bits().resetAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    public void enable(String name) throws BitmapException {
+        setEnabled(name, true);
+    }
+
+    public void disable(String name) throws BitmapException {
+        setEnabled(name, false);
+    }
+
+    private void setEnabled(String name, boolean on) throws BitmapException {
+        lock.lock();
+        try {
+            DirtyBitmap b = lookup(name);
+            check(b, Check.ALLOW_RO);
+            b.setEnabled(on);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * target |= each source, in order; all checks first, so a refusal changes nothing. Sources
+     * may belong to other nodes; their lengths must equal the target's.
+     */
+    public void merge(DirtyBitmap target, List<DirtyBitmap> sources) throws BitmapException {
+        lock.lock();
+        try {
+            check(target, Check.DEFAULT);
+            for (DirtyBitmap s : sources) {
+                check(s, Check.ALLOW_RO);
+                if (s.length() != target.length()) {
+                    throw new BitmapException("Bitmaps are of different sizes (destination size is " + target.length()
+                            + ", source size is " + s.length() + ") and can't be merged");
+                }
+            }
+            for (DirtyBitmap s : sources) {
+                target.mergeFrom(s);
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Freezes {@code parent} for a job: an anonymous successor of the same granularity records in
+     * its place (enabled exactly when the parent was), and the parent stops recording and is busy.
+     */
+    public DirtyBitmap createSuccessor(DirtyBitmap parent) throws BitmapException {
+        lock.lock();
+        try {
+            if (parent.successor() != null) {
+                throw new BitmapException("Cannot create a successor for a bitmap that already has one");
+            }
+            check(parent, Check.DEFAULT);
+            DirtyBitmap s = new DirtyBitmap(null, parent.length(), parent.granularity(), parent.enabled());
+            insert(s);
+            parent.setSuccessor(s);
+            parent.setEnabled(false);
+            return s;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Success: the successor takes the parent's name and persistence; the parent goes. */
+    public DirtyBitmap abdicate(DirtyBitmap parent) {
+        lock.lock();
+        try {
+            DirtyBitmap s = requireSuccessor(parent);
+            s.setName(parent.name());
+            s.setPersistent(parent.persistent());
+            parent.setSuccessor(null);
+            drop(parent);
+            return s;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Failure: parent |= successor; the parent records again when the successor did. */
+    public DirtyBitmap reclaim(DirtyBitmap parent) {
+        lock.lock();
+        try {
+            DirtyBitmap s = requireSuccessor(parent);
+            parent.mergeFrom(s);
+            parent.setEnabled(s.enabled());
+            parent.setSuccessor(null);
+            drop(s);
+            return parent;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Resizes every bitmap to the node's new length (the node is drained by the caller). */
+    public void resize(long newLength) throws BitmapException {
+        lock.lock();
+        try {
+            for (DirtyBitmap b : list) {
+                if (b.busy()) {
+                    check(b, Check.DEFAULT);
+                }
+            }
+            for (DirtyBitmap b : list) {
+                b.resize(newLength);
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Marks a bitmap held by an operation (NBD export, transaction): busy until released. */
+    public void hold(DirtyBitmap b) throws BitmapException {
+        lock.lock();
+        try {
+            check(b, Check.ALLOW_RO);
+            b.hold();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    public void unhold(DirtyBitmap b) {
+        lock.lock();
+        try {
+            b.release();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private static DirtyBitmap requireSuccessor(DirtyBitmap parent) {
+        DirtyBitmap s = parent.successor();
+        if (s == null) {
+            throw new IllegalStateException("bitmap '" + parent.name() + "' has no successor");
+        }
+        return s;
+    }
+
+    private void insert(DirtyBitmap b) {
+        List<DirtyBitmap> next = new ArrayList<>(list.size() + 1);
+        next.add(b);
+        next.addAll(list);
+        list = List.copyOf(next);
+    }
+
+    private void drop(DirtyBitmap b) {
+        List<DirtyBitmap> next = new ArrayList<>(list);
+        next.remove(b);
+        list = List.copyOf(next);
+    }
+}
