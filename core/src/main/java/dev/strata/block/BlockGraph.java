@@ -64,20 +64,21 @@ public final class BlockGraph implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
-        return openNode(options, flags, List.of());
+        return openNode(options, flags, List.of(), true);
     }
 
     /** Opens an image file as qemu-img does: {@code format} or probed, over a "file" node. */
     public BlockNode openImage(String filename, String format, OpenFlags flags) throws IOException {
-        return openImageInChain(filename, format, flags, List.of());
+        return openImageInChain(filename, format, flags, List.of(), true);
     }
 
-    BlockNode openImageInChain(String filename, String format, OpenFlags flags, List<Path> chain) throws IOException {
+    BlockNode openImageInChain(String filename, String format, OpenFlags flags, List<Path> chain, boolean root)
+            throws IOException {
         String fmt = format != null ? format : probe(filename);
         BlockOptions opts = BlockOptions.empty()
                 .put("driver", fmt)
                 .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename));
-        return openNode(opts, flags, chain);
+        return openNode(opts, flags, chain, root);
     }
 
     /** Probes an image's format from its first bytes: the best-scoring registered probe, else raw. */
@@ -105,7 +106,11 @@ public final class BlockGraph implements AutoCloseable {
         return best;
     }
 
-    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain) throws IOException {
+    /**
+     * Opens a node. Named nodes and roots (what {@link #add} and {@link #openImage} return) join the
+     * graph, so that {@link #close} releases them; unnamed children belong to their parent only.
+     */
+    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain, boolean root) throws IOException {
         String driverName;
         try {
             driverName = options.requireString("driver");
@@ -155,7 +160,7 @@ public final class BlockGraph implements AutoCloseable {
                     BlockException.EINVAL);
         }
         BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()));
-        if (!auto) {
+        if (!auto || root) {
             synchronized (this) {
                 if (nodes.containsKey(name)) {
                     closeQuietly(d, ctx);
