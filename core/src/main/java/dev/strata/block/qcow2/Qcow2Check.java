@@ -92,7 +92,22 @@ public final class Qcow2Check {
     }
 
     private static String checkFailed(IOException e) {
+        if (e instanceof CheckBug bug) {
+            return "Check failed: internal error: " + bug.getCause();
+        }
         return "Check failed: " + Qcow2CheckResult.strerror(errno(e));
+    }
+
+    /**
+     * A bug in the check itself (an unexpected runtime exception): reported as a failed check,
+     * exit code 1, with the exception named, rather than escaping to the caller.
+     */
+    private static final class CheckBug extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        CheckBug(RuntimeException cause) {
+            super(cause);
+        }
     }
 
     /** An image that cannot be opened: qemu-img reports the reason instead of a check failure. */
@@ -114,7 +129,7 @@ public final class Qcow2Check {
             throws IOException {
         Qcow2CheckImage img;
         try {
-            img = Qcow2CheckImage.open(image, filename, mode != RepairMode.NONE, log, writes);
+            img = Qcow2CheckOpen.open(image, filename, mode != RepairMode.NONE, log, writes);
         } catch (IOException e) {
             throw new OpenFailure(e.getMessage(), e);
         }
@@ -126,6 +141,8 @@ public final class Qcow2Check {
                 throw new OpenFailure(e.getMessage(), e);
             }
             return Qcow2CheckPass.run(img, mode, memoryBudget, bitmaps);
+        } catch (RuntimeException e) {
+            throw new CheckBug(e);
         }
     }
 

@@ -5,15 +5,17 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The persistent bitmaps' clusters as the check counts them: the bitmap directory, each bitmap
  * table and each data cluster a table entry points to.
  *
- * <p>QEMU loads the bitmap directory when it opens the image, so a directory that breaks its rules
- * makes the image fail to open, with QEMU's message; {@link #loadDirectory} does the same. Bitmap
- * tables are read in one-cluster pieces and never held whole.
+ * <p>QEMU 7.2 loads every bitmap when it opens the image, so a directory or a bitmap table that
+ * breaks its rules makes the image fail to open, with QEMU's message; {@link #loadDirectory} does
+ * the same. Bitmap tables are read in one-cluster pieces and never held whole.
  */
 final class Qcow2CheckBitmaps {
     static final long MAX_TABLE_ENTRIES = 0x800_0000L;
@@ -27,8 +29,10 @@ final class Qcow2CheckBitmaps {
     static final long ENTRY_ALL_ONES = 1L;
     private static final int DIR_ENTRY_BYTES = 24;
 
-    /** One bitmap directory entry: where its table is and how many entries it has. */
-    record Bitmap(String name, long tableOffset, long tableSize) {}
+    /** One bitmap directory entry: where its table is, how many entries it has, and its flags. */
+    record Bitmap(String name, long tableOffset, long tableSize, int granularityBits, boolean inUse) {}
+
+    private static final long FLAG_IN_USE = 1;
 
     private Qcow2CheckBitmaps() {}
 
@@ -93,20 +97,77 @@ final class Qcow2CheckBitmaps {
                 throw new BlockException(
                         prefix + "Bitmap '" + name + "' doesn't satisfy the constraints", BlockException.EINVAL);
             }
-            out.add(new Bitmap(name, tableOffset, tableSize));
+            out.add(new Bitmap(name, tableOffset, tableSize, granularityBits, (flags & FLAG_IN_USE) != 0));
             e += (int) entryBytes;
         }
         if (count != Integer.toUnsignedLong(ext.nbBitmaps())) {
             throw new BlockException(
                     prefix + "Less bitmaps found than specified in header extension", BlockException.EINVAL);
         }
+        loadBitmaps(img, out, prefix);
         return List.copyOf(out);
     }
 
     /**
+     * The checks QEMU 7.2 makes when it loads every bitmap at open: valid table entries, a unique
+     * name, and (unless the bitmap is marked in use, whose data QEMU skips) a table exactly as long
+     * as the disk size and granularity require.
+     */
+    private static void loadBitmaps(Qcow2CheckImage img, List<Bitmap> bitmaps, String prefix) throws IOException {
+        Set<String> names = new HashSet<>();
+        ByteBuffer buf = ByteBuffer.allocate(img.clusterSize);
+        for (Bitmap bm : bitmaps) {
+            for (long i = 0; i < bm.tableSize(); ) {
+                int n = (int) Math.min(buf.capacity() / 8, bm.tableSize() - i);
+                buf.clear().limit(n * 8);
+                try {
+                    img.read(bm.tableOffset() + i * 8, buf);
+                } catch (IOException e) {
+                    throw new BlockException(
+                            prefix + "Could not read bitmap_table table from image for bitmap '" + bm.name() + "': "
+                                    + Qcow2CheckResult.strerror(Qcow2Check.errno(e)),
+                            Qcow2Check.errno(e));
+                }
+                for (int j = 0; j < n; j++) {
+                    if (!validEntry(buf.getLong(j * 8), img.clusterSize)) {
+                        throw new BlockException(
+                                prefix + "Could not read bitmap_table table from image for bitmap '" + bm.name()
+                                        + "': Invalid argument",
+                                BlockException.EINVAL);
+                    }
+                }
+                i += n;
+            }
+            if (!names.add(bm.name())) {
+                throw new BlockException(prefix + "Bitmap already exists: " + bm.name(), BlockException.EINVAL);
+            }
+            if (!bm.inUse() && bm.tableSize() != expectedTableSize(img, bm.granularityBits())) {
+                throw new BlockException(
+                        prefix + "Could not read bitmap '" + bm.name() + "' from image: Invalid argument",
+                        BlockException.EINVAL);
+            }
+        }
+    }
+
+    /** Clusters of bitmap data a disk of the image's size needs at this granularity (QEMU's serialization size). */
+    private static long expectedTableSize(Qcow2CheckImage img, int granularityBits) {
+        long bytes = img.virtualSize / 512 * 512;
+        if (bytes == 0) {
+            return 0;
+        }
+        long words = (((bytes - 1) >>> granularityBits) >>> 6) + 1;
+        return img.sizeToClusters(words * 8);
+    }
+
+    private static boolean validEntry(long entry, int clusterSize) {
+        long offset = entry & ENTRY_OFFSET_MASK;
+        return (entry & ENTRY_RESERVED_MASK) == 0
+                && (offset == 0 || ((entry & ENTRY_ALL_ONES) == 0 && (offset & (clusterSize - 1)) == 0));
+    }
+
+    /**
      * Counts the directory, the tables and the data clusters as used (QEMU's
-     * qcow2_check_bitmaps_refcounts). An invalid table entry is a corruption; unlike QEMU 7.2,
-     * which then stops the whole check, the other entries are still counted.
+     * qcow2_check_bitmaps_refcounts).
      */
     static void count(Qcow2CheckImage img, Qcow2CheckWalk walk, List<Bitmap> bitmaps) throws IOException {
         Qcow2Header.BitmapsExtension ext = img.bitmaps;
@@ -124,10 +185,8 @@ final class Qcow2CheckBitmaps {
                 for (int j = 0; j < n; j++) {
                     long entry = buf.getLong(j * 8);
                     long offset = entry & ENTRY_OFFSET_MASK;
-                    boolean bad = (entry & ENTRY_RESERVED_MASK) != 0
-                            || (offset != 0
-                                    && ((entry & ENTRY_ALL_ONES) != 0 || (offset & (img.clusterSize - 1)) != 0));
-                    if (bad) {
+                    if (!validEntry(entry, img.clusterSize)) {
+                        // the open already refused such tables; kept for a table changed since
                         walk.tally().corruptions++;
                         img.log.message("ERROR bitmap '" + bm.name() + "' table entry " + (i + j) + " is invalid: 0x"
                                 + Long.toHexString(entry));

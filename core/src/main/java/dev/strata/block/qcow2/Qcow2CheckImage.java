@@ -6,18 +6,15 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
-import java.nio.file.AccessDeniedException;
-import java.nio.file.NoSuchFileException;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 
 /**
- * A qcow2 image opened the way {@code qemu-img check} opens it: the header is parsed and checked
- * only as far as QEMU checks it in check mode, the active L1 table and the refcount table are held
- * in memory, and nothing else is trusted.
+ * A qcow2 image opened for checking ({@link Qcow2CheckOpen} decides whether it can be): its file,
+ * its header, the active L1 table and the refcount table held in memory, and nothing else trusted.
  *
  * <p>Every read is bounded: offsets come from an untrusted file, so reads never go past the end of
  * the file (the missing part reads as zeros, as QEMU's file driver returns it) and never allocate
@@ -119,9 +116,9 @@ final class Qcow2CheckImage implements Closeable {
     private long fileLength;
     private boolean signaledCorruption;
     private final Map<Long, byte[]> refblockCache = new LinkedHashMap<>(32, 0.75f, true);
-    private final java.util.Set<Long> dirtyRefblocks = new java.util.HashSet<>();
+    private final Set<Long> dirtyRefblocks = new HashSet<>();
 
-    private Qcow2CheckImage(
+    Qcow2CheckImage(
             String filename,
             FileChannel channel,
             boolean writable,
@@ -166,113 +163,6 @@ final class Qcow2CheckImage implements Closeable {
         }
     }
 
-    /**
-     * Opens {@code path} for checking, read-only unless {@code writable} (repair). Fails as {@code
-     * qemu-img check} fails to open an image, with QEMU's reason as the message.
-     */
-    static Qcow2CheckImage open(Path path, String filename, boolean writable, Qcow2CheckLog log, Writes writes)
-            throws IOException {
-        FileChannel ch;
-        try {
-            ch = writable
-                    ? FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
-                    : FileChannel.open(path, StandardOpenOption.READ);
-        } catch (NoSuchFileException e) {
-            throw new BlockException("Could not open '" + filename + "': No such file or directory");
-        } catch (AccessDeniedException e) {
-            throw new BlockException("Could not open '" + filename + "': Permission denied", BlockException.EPERM);
-        }
-        try {
-            Qcow2Header h;
-            try {
-                h = Qcow2Header.parse(ch);
-            } catch (BlockException e) {
-                throw new BlockException("Could not open '" + filename + "': " + e.getMessage(), e.errno());
-            }
-            validateForCheck(h, filename);
-            Qcow2CheckImage image = new Qcow2CheckImage(filename, ch, writable, h, log, writes);
-            image.readBitmapsExtension();
-            return image;
-        } catch (IOException | RuntimeException e) {
-            ch.close();
-            throw e;
-        }
-    }
-
-    /** The header checks QEMU's qcow2 open makes in check mode, in its order and words. */
-    private static void validateForCheck(Qcow2Header h, String filename) throws BlockException {
-        String prefix = "Could not open '" + filename + "': ";
-        int ct = h.compressionType();
-        if (ct != Qcow2Header.COMPRESSION_DEFLATE && ct != Qcow2Header.COMPRESSION_ZSTD) {
-            throw new BlockException(prefix + "qcow2: unknown compression type: " + ct, BlockException.ENOTSUP);
-        }
-        boolean bit = (h.incompatibleFeatures() & Qcow2Header.INCOMPAT_COMPRESSION) != 0;
-        if (ct == Qcow2Header.COMPRESSION_DEFLATE && bit) {
-            throw new BlockException(
-                    prefix + "qcow2: Compression type incompatible feature bit must not be set", BlockException.EINVAL);
-        }
-        if (ct != Qcow2Header.COMPRESSION_DEFLATE && !bit) {
-            throw new BlockException(
-                    prefix + "qcow2: Compression type incompatible feature bit must be set", BlockException.EINVAL);
-        }
-        var unsupported = h.unsupportedFeatures(INCOMPAT_MASK);
-        if (unsupported.isPresent()) {
-            throw new BlockException(prefix + unsupported.get(), BlockException.ENOTSUP);
-        }
-        if (h.refcountOrder() < 0 || h.refcountOrder() > 6) {
-            throw new BlockException(
-                    prefix + "Reference count entry width too large; may not exceed 64 bits", BlockException.EINVAL);
-        }
-        if (h.cryptMethod() != 0) {
-            // QEMU needs the key to open an encrypted image even for a check; Strata has no keys
-            throw new BlockException(prefix + "encrypted qcow2 images are not supported", BlockException.ENOTSUP);
-        }
-        if (h.hasExtendedL2() && h.clusterBits() < 14) {
-            throw new BlockException(
-                    prefix + "The cluster size must be at least 16 KiB with extended L2 entries",
-                    BlockException.EINVAL);
-        }
-        validateTable(
-                h,
-                h.refcountTableOffset(),
-                Integer.toUnsignedLong(h.refcountTableClusters()),
-                h.clusterSize(),
-                Qcow2Header.MAX_REFTABLE_BYTES,
-                "Reference count table",
-                prefix);
-        validateTable(
-                h,
-                h.l1TableOffset(),
-                Integer.toUnsignedLong(h.l1Size()),
-                8,
-                Qcow2Header.MAX_L1_BYTES,
-                "Active L1 table",
-                prefix);
-        long bytesPerL1Entry = (long) h.l2Entries() << h.clusterBits();
-        long needed = Long.divideUnsigned(h.size() + bytesPerL1Entry - 1, bytesPerL1Entry);
-        if (h.size() < 0 || needed > Integer.MAX_VALUE) {
-            throw new BlockException(prefix + "Image is too big", BlockException.EFBIG);
-        }
-        if (Integer.toUnsignedLong(h.l1Size()) < needed) {
-            throw new BlockException(prefix + "L1 table is too small", BlockException.EINVAL);
-        }
-        if (h.backingFileOffset() != 0 && Integer.toUnsignedLong(h.backingFileSize()) > 1023) {
-            throw new BlockException(prefix + "Backing file name too long", BlockException.EINVAL);
-        }
-    }
-
-    /** QEMU's qcow2_validate_table: size limit first, then alignment and overflow of the offset. */
-    private static void validateTable(
-            Qcow2Header h, long offset, long entries, long entryLen, long maxBytes, String name, String prefix)
-            throws BlockException {
-        if (entries > maxBytes / entryLen) {
-            throw new BlockException(prefix + name + " too large", BlockException.EFBIG);
-        }
-        if (offset < 0 || Long.MAX_VALUE - entries * entryLen < offset || (offset & (h.clusterSize() - 1)) != 0) {
-            throw new BlockException(prefix + name + " offset invalid", BlockException.EINVAL);
-        }
-    }
-
     /** Reads a table of big-endian 64-bit entries, keeping only the part that lies inside the file. */
     private long[] readTable(long offset, long entries) throws IOException {
         checkRequest(offset, entries * 8);
@@ -290,56 +180,6 @@ final class Qcow2CheckImage implements Closeable {
             i += n;
         }
         return t;
-    }
-
-    /** The bitmaps extension's checks from QEMU's header extension parser, and its directory. */
-    private void readBitmapsExtension() throws IOException {
-        var ext = header.extension(Qcow2Header.EXT_BITMAPS);
-        if (ext.isEmpty()) {
-            return;
-        }
-        String prefix = "Could not open '" + filename + "': ";
-        if (ext.get().length() != 24) {
-            throw new BlockException(prefix + "bitmaps_ext: Invalid extension length", BlockException.EINVAL);
-        }
-        if ((header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0) {
-            log.warn(
-                    version < 3
-                            ? "This qcow2 v2 image contains bitmaps, but they may have been modified by a program"
-                                    + " without persistent bitmap support; so now they must all be considered"
-                                    + " inconsistent"
-                            : "a program lacking bitmap support modified this file, so all bitmaps are now"
-                                    + " considered inconsistent");
-            log.message("Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.");
-            staleBitmapsExtension = true;
-            return;
-        }
-        ByteBuffer b = ext.get().buffer();
-        int nb = b.getInt(0);
-        if (b.getInt(4) != 0) {
-            throw new BlockException(prefix + "bitmaps_ext: Reserved field is not zero", BlockException.EINVAL);
-        }
-        long dirSize = b.getLong(8);
-        long dirOffset = b.getLong(16);
-        if (Integer.toUnsignedLong(nb) > MAX_BITMAPS) {
-            throw new BlockException(
-                    prefix + "bitmaps_ext: Image has " + Integer.toUnsignedString(nb)
-                            + " bitmaps, exceeding the QEMU supported maximum of " + MAX_BITMAPS,
-                    BlockException.EINVAL);
-        }
-        if (nb == 0) {
-            throw new BlockException(prefix + "found bitmaps extension with zero bitmaps", BlockException.EINVAL);
-        }
-        if ((dirOffset & (clusterSize - 1)) != 0) {
-            throw new BlockException(prefix + "bitmaps_ext: invalid bitmap directory offset", BlockException.EINVAL);
-        }
-        if (Long.compareUnsigned(dirSize, MAX_BITMAP_DIRECTORY_SIZE) > 0) {
-            throw new BlockException(
-                    prefix + "bitmaps_ext: bitmap directory size (" + Long.toUnsignedString(dirSize)
-                            + ") exceeds the maximum supported size (" + MAX_BITMAP_DIRECTORY_SIZE + ")",
-                    BlockException.EINVAL);
-        }
-        bitmaps = new Qcow2Header.BitmapsExtension(nb, 0, dirSize, dirOffset);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -506,12 +346,6 @@ final class Qcow2CheckImage implements Closeable {
             writeBackRefblock(offset);
         }
         sync();
-    }
-
-    /** Forgets cached refcount blocks (after the file was changed behind the cache). */
-    void dropRefblockCache() {
-        refblockCache.clear();
-        dirtyRefblocks.clear();
     }
 
     /**

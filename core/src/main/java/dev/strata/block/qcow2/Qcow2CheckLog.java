@@ -16,27 +16,38 @@ public final class Qcow2CheckLog {
     /** Lines kept before the rest are only counted. */
     public static final int LIMIT = 10_000;
 
-    /** One diagnostic line; {@code prefixed} lines get "program: " in front when printed. */
-    public record Line(boolean prefixed, String text) {}
+    /**
+     * One diagnostic line: {@code lead} (text an earlier message left unterminated), then
+     * "program: " when {@code prefixed}, then {@code text}.
+     */
+    public record Line(String lead, boolean prefixed, String text) {}
 
     private final List<Line> lines = new ArrayList<>();
     private long dropped;
+    private String pending = "";
 
     void message(String text) {
-        add(new Line(false, text));
+        add(false, text);
     }
 
     /** A line QEMU prints with error_report: "qemu-img: text". */
     void error(String text) {
-        add(new Line(true, text));
+        add(true, text);
     }
 
     /** A line QEMU prints with warn_report: "qemu-img: warning: text". */
     void warn(String text) {
-        add(new Line(true, "warning: " + text));
+        add(true, "warning: " + text);
     }
 
-    private void add(Line line) {
+    /** Text QEMU prints without a line end: the next line starts with it. */
+    void unterminated(String text) {
+        pending += text;
+    }
+
+    private void add(boolean prefixed, String text) {
+        Line line = new Line(pending, prefixed, text);
+        pending = "";
         if (lines.size() < LIMIT) {
             lines.add(line);
         } else {
@@ -44,8 +55,13 @@ public final class Qcow2CheckLog {
         }
     }
 
+    /** The lines so far; unterminated text not yet followed by a line comes last. */
     public List<Line> lines() {
-        return List.copyOf(lines);
+        List<Line> out = new ArrayList<>(lines);
+        if (!pending.isEmpty()) {
+            out.add(new Line(pending, false, ""));
+        }
+        return out;
     }
 
     /** Lines that were not kept because the log was full. */
@@ -55,9 +71,9 @@ public final class Qcow2CheckLog {
 
     /** The lines as printed by {@code program} (e.g. "qemu-img"), with a closing count if any were dropped. */
     public List<String> render(String program) {
-        List<String> out = new ArrayList<>(lines.size() + 1);
-        for (Line l : lines) {
-            out.add(l.prefixed() ? program + ": " + l.text() : l.text());
+        List<String> out = new ArrayList<>(lines.size() + 2);
+        for (Line l : lines()) {
+            out.add(l.lead() + (l.prefixed() ? program + ": " : "") + l.text());
         }
         if (dropped > 0) {
             out.add("(" + dropped + " more messages not shown)");

@@ -2,6 +2,7 @@ package dev.strata.block.qcow2;
 
 import dev.strata.block.BlockException;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.List;
 
 /**
@@ -14,10 +15,12 @@ import java.util.List;
  * follow QEMU, because the numbers qemu-img reports depend on them.
  *
  * <p>Crash consistency: every repair either raises a refcount, lowers one to the number of
- * references that really exist, or sets/clears a COPIED flag to agree with a refcount already on
- * disk; the refcount changes are synced before any COPIED flag is written. A crash at any point
- * therefore leaves at worst leaked clusters. The refcount structure rebuild has its own ordering
- * ({@link Qcow2CheckRebuild}).
+ * references that really exist, turns a misaligned preallocated zero entry into a plain zero
+ * entry, or sets/clears a COPIED flag to agree with a refcount already on disk; the refcount
+ * changes are synced before any COPIED flag is written. No refcount ever goes below its number of
+ * references, so a repair killed at any point leaves at worst problems that were there before
+ * plus leaked clusters ({@code Qcow2CheckCrashTest} kills repairs after every few writes and asks
+ * qemu-img). The refcount structure rebuild has its own ordering ({@link Qcow2CheckRebuild}).
  */
 final class Qcow2CheckPass {
     // set at construction, never changed
@@ -256,7 +259,7 @@ final class Qcow2CheckPass {
         };
         Qcow2CheckOverlap overlap = repair ? new Qcow2CheckOverlap(img, snapshots) : null;
         byte[] l2 = new byte[img.clusterSize];
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(l2);
+        ByteBuffer b = ByteBuffer.wrap(l2);
         for (int i = 0; i < img.l1Table.length; i++) {
             long l1Entry = img.l1Table[i];
             long l2Offset = l1Entry & Qcow2CheckImage.L1E_OFFSET_MASK;
@@ -279,7 +282,10 @@ final class Qcow2CheckPass {
                             ? l1Entry | Qcow2CheckImage.OFLAG_COPIED
                             : l1Entry & ~Qcow2CheckImage.OFLAG_COPIED;
                     long at = img.l1TableOffset + (long) i * 8;
-                    if (overlap.overlaps(at, 8, Qcow2CheckOverlap.Kind.ACTIVE_L1) != null) {
+                    Qcow2CheckOverlap.Kind hit = overlap.overlaps(at, 8, Qcow2CheckOverlap.Kind.ACTIVE_L1);
+                    if (hit != null) {
+                        img.signalCorruption(
+                                "Preventing invalid write on metadata (overlaps with " + hit.qemuName + ")");
                         res.checkErrors++;
                         throw new BlockException("Input/output error", BlockException.EIO);
                     }
@@ -307,6 +313,9 @@ final class Qcow2CheckPass {
                 res.checkErrors++;
                 throw e;
             }
+            // QEMU would rewrite a misaligned "L2 table" wherever it lies, over whatever is there;
+            // Strata reports its entries but does not write there
+            boolean repairL2 = repair && (l2Offset & (img.clusterSize - 1)) == 0;
             int dirty = 0;
             for (int j = 0; j < img.l2Entries; j++) {
                 int pos = j * img.l2EntryBytes;
@@ -328,9 +337,9 @@ final class Qcow2CheckPass {
                 }
                 if ((dataRefcount == 1) != ((entry & Qcow2CheckImage.OFLAG_COPIED) != 0)) {
                     res.corruptions++;
-                    img.log.message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
+                    img.log.message((repairL2 ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
                             + Long.toHexString(entry) + " refcount=" + Long.toUnsignedString(dataRefcount));
-                    if (repair) {
+                    if (repairL2) {
                         b.putLong(
                                 pos,
                                 dataRefcount == 1
@@ -343,11 +352,6 @@ final class Qcow2CheckPass {
             if (dirty > 0) {
                 Qcow2CheckOverlap.Kind hit =
                         overlap.overlaps(l2Offset, img.clusterSize, Qcow2CheckOverlap.Kind.ACTIVE_L2);
-                if (hit == null && (l2Offset & (img.clusterSize - 1)) != 0) {
-                    // QEMU writes an unaligned "L2 table" where it lies; Strata does not write over
-                    // whatever the misaligned pointer hits
-                    hit = Qcow2CheckOverlap.Kind.ACTIVE_L2;
-                }
                 if (hit != null) {
                     img.signalCorruption("Preventing invalid write on metadata (overlaps with " + hit.qemuName + ")");
                     img.log.message("ERROR: Could not write L2 table; metadata overlap check failed: "

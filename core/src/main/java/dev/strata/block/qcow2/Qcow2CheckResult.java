@@ -2,7 +2,6 @@ package dev.strata.block.qcow2;
 
 import java.math.BigDecimal;
 import java.math.RoundingMode;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -46,6 +45,9 @@ public record Qcow2CheckResult(
 
     static Qcow2CheckResult completed(
             String filename, Qcow2CheckTally t, boolean repaired, String failure, Qcow2CheckLog log) {
+        if (failure != null) {
+            log.error(failure);
+        }
         return new Qcow2CheckResult(
                 filename,
                 "qcow2",
@@ -72,6 +74,7 @@ public record Qcow2CheckResult(
             long leaksFixed,
             boolean repaired,
             Qcow2CheckLog log) {
+        log.error(failure);
         return new Qcow2CheckResult(
                 filename, "qcow2", false, failure, 0, 0, 0, corruptionsFixed, leaksFixed, 0, 0, 0, 0, 0, repaired, log);
     }
@@ -185,11 +188,7 @@ public record Qcow2CheckResult(
      * prints through its error reporting (e.g. "qemu-img: Check failed").
      */
     public List<String> diagnostics(String program) {
-        List<String> out = new ArrayList<>(log.render(program));
-        if (failure != null) {
-            out.add(program + ": " + failure);
-        }
-        return out;
+        return log.render(program);
     }
 
     /** strerror() text for the errno values a check can fail with. */

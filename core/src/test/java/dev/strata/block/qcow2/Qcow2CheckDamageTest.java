@@ -40,6 +40,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  *       corrupt on disk ("qcow2: Marking image as corrupt: ..."). Strata's check never sets the
  *       corrupt bit (it is repairing or reporting the image anyway) and prints QEMU's read-only
  *       wording ("qcow2: Image is corrupt: ..."); the comparison maps one line to the other.
+ *   <li>Always: when a repair fails, QEMU still clears the dirty bit as it closes the image, so a
+ *       lazy-refcounts image whose refcounts are still wrong is no longer repaired when next
+ *       opened. Strata leaves the header of an image it could not repair as it was.
  * </ul>
  */
 class Qcow2CheckDamageTest {
@@ -250,6 +253,17 @@ class Qcow2CheckDamageTest {
                     e.setRefcount(coffset / e.clusterSize, 0);
                 }),
                 damage(
+                        "corrupt bit set on a healthy image",
+                        Qcow2CheckDamageTest::plain,
+                        e -> e.writeLong(72, e.header.incompatibleFeatures() | Qcow2Header.INCOMPAT_CORRUPT)),
+                damage(
+                        "dirty bit set, refcounts right",
+                        (d, p) -> {
+                            Qcow2CheckCleanTest.create(p, "64M", "-o", "lazy_refcounts=on");
+                            Qcow2CheckCleanTest.io(p, "write -P 1 0 64k");
+                        },
+                        e -> e.writeLong(72, e.header.incompatibleFeatures() | Qcow2Header.INCOMPAT_DIRTY)),
+                damage(
                         "dirty image with lazy refcounts (qemu-io abort)",
                         (d, p) -> {
                             Qcow2CheckCleanTest.create(p, "64M", "-o", "lazy_refcounts=on");
@@ -323,6 +337,17 @@ class Qcow2CheckDamageTest {
         }
         if (qemuOnQemu.exitCode() == 0) {
             assertThat(strataOnStrata.exitCode()).as("clean after repair").isZero();
+        }
+        // a repair that completes clears the dirty and corrupt bits as QEMU's does; one that fails
+        // leaves them: QEMU then marks the image corrupt, or clears the dirty bit of a lazy-refcounts
+        // image while its refcounts are still wrong (so that no later open repairs them)
+        try (Qcow2CheckFixture.Editor s = new Qcow2CheckFixture.Editor(strataCopy);
+                Qcow2CheckFixture.Editor q = new Qcow2CheckFixture.Editor(qemuCopy);
+                Qcow2CheckFixture.Editor d = new Qcow2CheckFixture.Editor(image)) {
+            long expected = qemu.exitCode() == 1 ? d.header.incompatibleFeatures() : q.header.incompatibleFeatures();
+            assertThat(s.header.incompatibleFeatures())
+                    .as("incompatible feature bits after repair")
+                    .isEqualTo(expected);
         }
     }
 

@@ -58,15 +58,7 @@ final class Qcow2CheckFixture {
         Interop.Result human = Interop.qemuImg(hargs.toArray(String[]::new));
         Files.delete(humanCopy);
         assertThat(human.exitCode()).as("qemu-img human vs json exit").isEqualTo(json.exitCode());
-        Map<String, Object> map = parseJson(json.stdout());
-        Object filename = map.remove("filename");
-        return new Report(
-                json.exitCode(),
-                map,
-                filename == null ? null : filename.toString(),
-                human.stdout(),
-                lines(json.stderr()),
-                repairedCopy.toString());
+        return qemuReport(json, human.stdout(), repairedCopy);
     }
 
     /** Runs Strata's check on {@code copy} (a fresh copy of {@code image}). */
@@ -77,14 +69,17 @@ final class Qcow2CheckFixture {
 
     /** qemu-img check --output=json of an image as it is (no copy, no repair). */
     static Report qemuAsIs(Path image) throws Exception {
-        Interop.Result json = Interop.qemuImg("check", "--output=json", image.toString());
+        return qemuReport(Interop.qemuImg("check", "--output=json", image.toString()), "", image);
+    }
+
+    private static Report qemuReport(Interop.Result json, String human, Path image) throws IOException {
         Map<String, Object> map = parseJson(json.stdout());
         Object filename = map.remove("filename");
         return new Report(
                 json.exitCode(),
                 map,
                 filename == null ? null : filename.toString(),
-                "",
+                human,
                 lines(json.stderr()),
                 image.toString());
     }
