@@ -172,6 +172,10 @@ class Qcow2CrashTest {
         final byte[] alternative = new byte[(int) SIZE];
         final BitSet fuzzy = new BitSet();
         final boolean withBacking;
+        /** Every operation seen, "kill: line" (the last one of a kill may be in flight), for failure reports. */
+        final List<String> history = new ArrayList<>();
+
+        int kills;
 
         Model(boolean withBacking) {
             this.withBacking = withBacking;
@@ -188,7 +192,11 @@ class Qcow2CrashTest {
         long apply(List<String> log, String what) {
             long last = -1;
             String[] open = null;
+            kills++;
             for (String line : log) {
+                if (line.startsWith("B ")) {
+                    history.add(kills + ": " + line);
+                }
                 String[] f = line.split(" ");
                 if (f[0].equals("B")) {
                     open = f;
@@ -229,6 +237,19 @@ class Qcow2CrashTest {
                     fuzzy.clear(i);
                 }
             }
+        }
+
+        private String touching(long at) {
+            StringBuilder sb = new StringBuilder();
+            for (String h : history) {
+                String[] f = h.split(" ");
+                long off = Long.parseLong(f[4]);
+                long len = Long.parseLong(f[5]);
+                if (at >= off && at < off + len) {
+                    sb.append("  kill ").append(h).append(System.lineSeparator());
+                }
+            }
+            return sb.toString();
         }
 
         void verifyAndAdopt(byte[] actual, String what) {
