@@ -98,7 +98,23 @@ class Qcow2CrashTest {
                     .as("%s: %s%s", what, check.stdout(), check.stderr())
                     .isIn(0, 3);
 
-            model.verifyAndAdopt(readThroughStrata(image), what);
+            try {
+                model.verifyAndAdopt(readThroughStrata(image), what);
+            } catch (AssertionError e) {
+                // say whether QEMU reads the image the same way, i.e. whether the image or the reader is wrong
+                Path raw = dir.resolve("qemu-view.raw");
+                Interop.qemuImg("convert", "-U", "-O", "raw", image.toString(), raw.toString())
+                        .assertOk();
+                byte[] qemu = Files.readAllBytes(raw);
+                byte[] strata = readThroughStrata(image);
+                int firstDiff = java.util.Arrays.mismatch(qemu, strata);
+                throw new AssertionError(
+                        e.getMessage() + System.lineSeparator() + "QEMU reads "
+                                + (firstDiff < 0
+                                        ? "the same as Strata"
+                                        : "differently from Strata first at byte " + firstDiff),
+                        e);
+            }
         }
         // the last word goes to QEMU's reader: its view equals the model Strata's view was checked against
         Path raw = dir.resolve("final.raw");
