@@ -277,12 +277,13 @@ class Qcow2CrashTest {
                         fuzzy.get(i) && (actual[i] == alternative[i] || actual[i] == 0 || actual[i] == base(i));
                 if (!allowed) {
                     throw new AssertionError(String.format(
-                            "%s: byte %d reads 0x%02x, expected 0x%02x%s",
+                            "%s: byte %d reads 0x%02x, expected 0x%02x%s; operations on it:%n%s",
                             what,
                             i,
                             actual[i],
                             bytes[i],
-                            fuzzy.get(i) ? String.format(" or 0x%02x", alternative[i]) : ""));
+                            fuzzy.get(i) ? String.format(" or 0x%02x", alternative[i]) : "",
+                            touching(i)));
                 }
                 bytes[i] = actual[i];
             }
