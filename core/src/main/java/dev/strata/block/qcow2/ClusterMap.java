@@ -197,7 +197,7 @@ final class ClusterMap {
             return l2(l1Index);
         }
         byte[] content = oldOff == 0 ? new byte[clusterSize] : l2(l1Index).clone();
-        long newOff = refcounts.allocate(1);
+        long newOff = refcounts.allocate();
         file.write(newOff, content, 0, clusterSize);
         l2Cache.put(newOff, content);
         setL1(l1Index, newOff | COPIED);

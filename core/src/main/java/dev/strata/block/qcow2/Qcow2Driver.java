@@ -128,7 +128,7 @@ public final class Qcow2Driver implements BlockDriver {
         }
         boolean readOnly = context.readOnly() || fileNode.readOnly();
         ImageFile file = new ImageFile(fileNode);
-        Qcow2Header header = readHeader(file);
+        Qcow2Header header = Qcow2Header.read(file::read, file.length());
         header.validate(file.length());
         checkFeatures(header, readOnly);
 
@@ -162,25 +162,6 @@ public final class Qcow2Driver implements BlockDriver {
             writeHeader(file, header);
         }
         return new Qcow2Driver(fileNode, file, backing, readOnly, header, map, refcounts);
-    }
-
-    static Qcow2Header readHeader(ImageFile file) throws IOException {
-        long len = file.length();
-        ByteBuffer fixed = ByteBuffer.allocate((int) Math.min(len, Qcow2Header.V3_HEADER_LENGTH));
-        file.read(0, fixed);
-        fixed.flip();
-        if (fixed.remaining() < Qcow2Header.V2_HEADER_LENGTH || fixed.getInt(0) != Qcow2Header.MAGIC) {
-            throw new BlockException("Image is not in qcow2 format", BlockException.EINVAL);
-        }
-        int bits = fixed.getInt(20);
-        if (bits < Qcow2Header.MIN_CLUSTER_BITS || bits > Qcow2Header.MAX_CLUSTER_BITS) {
-            // let parse produce the version or cluster size error in QEMU's order
-            return Qcow2Header.parse(fixed);
-        }
-        ByteBuffer cluster = ByteBuffer.allocate((int) Math.min(len, 1L << bits));
-        file.read(0, cluster);
-        cluster.flip();
-        return Qcow2Header.parse(cluster);
     }
 
     private static void writeHeader(ImageFile file, Qcow2Header header) throws IOException {
@@ -514,9 +495,11 @@ public final class Qcow2Driver implements BlockDriver {
             }
             k++;
         }
+        long[] run = refcounts.allocateRun(k);
+        long host = run[0];
+        k = (int) run[1];
         int n = (int) Math.min((long) k * clusterSize - inCl, src.remaining());
         int tail = k * clusterSize - inCl - n;
-        long host = refcounts.allocate(k);
 
         // 1. data (refcounts are already raised; nothing points here yet)
         int srcPos = src.position();
@@ -750,9 +733,10 @@ public final class Qcow2Driver implements BlockDriver {
             while (c < clusters) {
                 int l1i = (int) (c >>> map.l2Bits());
                 int idx = (int) (c & (l2Entries - 1));
-                int count = (int) Math.min(l2Entries - idx, clusters - c);
                 byte[] t = map.writableL2(l1i, refcounts);
-                long host = refcounts.allocate(count);
+                long[] run = refcounts.allocateRun((int) Math.min(l2Entries - idx, clusters - c));
+                long host = run[0];
+                int count = (int) run[1];
                 end = Math.max(end, host + (long) count * clusterSize);
                 for (int i = 0; i < count; i++) {
                     ClusterMap.setEntry(t, idx + i, (host + (long) i * clusterSize) | ClusterMap.COPIED);

@@ -225,35 +225,46 @@ public record Qcow2Header(
     // ---------------------------------------------------------------------------------------
     // parsing
 
+    /** Positional reads from wherever the image lives (a channel, a block node). */
+    @FunctionalInterface
+    public interface Source {
+        /** Fills {@code dst} from {@code position}; bytes past the end of the image read as zeros. */
+        void read(long position, ByteBuffer dst) throws IOException;
+    }
+
     /**
      * Reads the header cluster from a file and parses it. Reads at most one cluster (2 MiB for
      * the largest cluster size QEMU opens), never past the end of the file.
      */
     public static Qcow2Header parse(FileChannel channel) throws IOException {
-        long fileSize = channel.size();
+        return read(
+                (pos, dst) -> {
+                    long p = pos;
+                    int n;
+                    while (dst.hasRemaining() && (n = channel.read(dst, p)) > 0) {
+                        p += n;
+                    }
+                },
+                channel.size());
+    }
+
+    /** Reads the header cluster of an image of {@code fileSize} bytes from {@code source} and parses it. */
+    public static Qcow2Header read(Source source, long fileSize) throws IOException {
         ByteBuffer fixed = ByteBuffer.allocate((int) Math.min(fileSize, V3_HEADER_LENGTH));
-        readFully(channel, fixed, 0);
+        source.read(0, fixed);
         fixed.flip();
         if (fixed.remaining() < V2_HEADER_LENGTH || fixed.getInt(0) != MAGIC) {
             throw new BlockException("Image is not in qcow2 format", BlockException.EINVAL);
         }
         int clusterBits = fixed.getInt(20);
-        checkClusterBits(clusterBits);
+        if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
+            // parse reports a bad version before a bad cluster size, as QEMU does
+            return parse(fixed);
+        }
         ByteBuffer cluster = ByteBuffer.allocate((int) Math.min(fileSize, 1L << clusterBits));
-        readFully(channel, cluster, 0);
+        source.read(0, cluster);
         cluster.flip();
         return parse(cluster);
-    }
-
-    private static void readFully(FileChannel channel, ByteBuffer dst, long pos) throws IOException {
-        long p = pos;
-        while (dst.hasRemaining()) {
-            int n = channel.read(dst, p);
-            if (n < 0) {
-                break;
-            }
-            p += n;
-        }
     }
 
     /**

@@ -145,77 +145,77 @@ final class Refcounts {
     // ---------------------------------------------------------------------------------------
     // allocation
 
+    /** Allocates one free cluster (refcount 0 -> 1, written before returning); returns its host offset. */
+    long allocate() throws IOException {
+        return allocateRun(1)[0];
+    }
+
     /**
-     * Allocates {@code n} contiguous free clusters (refcount 0 -> 1, written before returning) and
-     * returns the host offset of the first. Searches from the free-cluster hint; past the last
-     * free run it appends at the end of the file.
+     * Allocates a run of 1 to {@code max} contiguous free clusters at the first free cluster from
+     * the free-cluster hint (past the last free run this appends at the end of the file), raising
+     * their refcounts before returning {@code {hostOffset, clusters}}. The run may be shorter than
+     * asked: a refcount block created for it takes a cluster, and blocks sit between their ranges.
      */
-    long allocate(int n) throws IOException {
-        if (n <= 0) {
-            throw new IllegalArgumentException("allocate " + n);
+    long[] allocateRun(int max) throws IOException {
+        if (max <= 0) {
+            throw new IllegalArgumentException("allocate " + max);
         }
         while (true) {
-            long start = findFree(n);
+            long start = findFree();
+            long n = runFrom(start, max);
             // every refcount block for the run must exist before the run can be counted; making
             // one takes a cluster (perhaps inside the run), so search again afterwards
             boolean changed = false;
-            for (long t = start >>> blockEntriesBits; t <= (start + n - 1) >>> blockEntriesBits; t++) {
-                changed |= ensureBlock(t);
+            for (long t = start >>> blockEntriesBits; t <= (start + n - 1) >>> blockEntriesBits && !changed; t++) {
+                changed = ensureBlock(t);
             }
             if (changed) {
                 continue;
             }
-            checkNotReserved(start, n);
+            checkNotReserved(start, (int) n);
             update(start, n, +1);
             if (start == freeHint) {
                 freeHint = start + n;
             }
             highWater = Math.max(highWater, start + n);
-            return start << clusterBits;
+            return new long[] {start << clusterBits, n};
         }
     }
 
-    private long findFree(int n) throws IOException {
+    private boolean isFree(long c) throws IOException {
+        long t = c >>> blockEntriesBits;
+        if (t >= table.length || (table[(int) t] & REFT_OFFSET_MASK) == 0) {
+            return true;
+        }
+        return entry(block((int) t), (int) (c & (blockEntries - 1))) == 0;
+    }
+
+    /** The first free cluster at or after the hint, which becomes the new hint. */
+    private long findFree() throws IOException {
         long c = freeHint;
-        long runStart = -1;
-        boolean sawFree = false;
         while (true) {
             long t = c >>> blockEntriesBits;
             if (t >= table.length || (table[(int) t] & REFT_OFFSET_MASK) == 0) {
-                // no block: the whole range it would cover is free
-                if (!sawFree) {
-                    freeHint = c;
-                    sawFree = true;
-                }
-                if (runStart < 0) {
-                    runStart = c;
-                }
-                long blockEnd = (t + 1) << blockEntriesBits;
-                if (blockEnd - runStart >= n) {
-                    return runStart;
-                }
-                c = blockEnd;
-                continue;
+                freeHint = c;
+                return c;
             }
             byte[] b = block((int) t);
-            int i = (int) (c & (blockEntries - 1));
-            for (; i < blockEntries; i++, c++) {
+            for (int i = (int) (c & (blockEntries - 1)); i < blockEntries; i++, c++) {
                 if (entry(b, i) == 0) {
-                    if (!sawFree) {
-                        freeHint = c;
-                        sawFree = true;
-                    }
-                    if (runStart < 0) {
-                        runStart = c;
-                    }
-                    if (c - runStart + 1 >= n) {
-                        return runStart;
-                    }
-                } else {
-                    runStart = -1;
+                    freeHint = c;
+                    return c;
                 }
             }
         }
+    }
+
+    /** Free clusters from {@code start} (which is free), at most {@code max}. */
+    private long runFrom(long start, int max) throws IOException {
+        long n = 1;
+        while (n < max && isFree(start + n)) {
+            n++;
+        }
+        return n;
     }
 
     private void checkNotReserved(long startCluster, int n) throws BlockException {

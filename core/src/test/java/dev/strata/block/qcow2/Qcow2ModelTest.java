@@ -68,7 +68,14 @@ class Qcow2ModelTest {
                 assertThat(Images.readAll(node))
                         .as(ctx + ": fresh layer " + layer)
                         .isEqualTo(model);
-                runOps(node, model, rnd, clusterSize, previous != null, ctx + ", layer " + layer, top ? 400 : 150);
+                runOps(
+                        node,
+                        model,
+                        rnd,
+                        clusterSize,
+                        previous != null,
+                        ctx + ", layer " + layer,
+                        (top ? 400 : 150) / (clusterSize > 65536 ? 3 : 1));
                 node.flush();
             }
             try (BlockGraph graph = Drivers.newGraph();
