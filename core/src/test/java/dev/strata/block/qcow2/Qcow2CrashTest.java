@@ -226,6 +226,7 @@ class Qcow2CrashTest {
             }
             if (open != null) {
                 applyOp(open, true);
+                history.add(kills + ": in flight at the kill: " + String.join(" ", open));
             }
             return last;
         }
@@ -258,6 +259,10 @@ class Qcow2CrashTest {
         private String touching(long at) {
             StringBuilder sb = new StringBuilder();
             for (String h : history) {
+                if (h.contains("in flight")) {
+                    sb.append("  kill ").append(h).append(System.lineSeparator());
+                    continue;
+                }
                 String[] f = h.split(" ");
                 long off = Long.parseLong(f[4]);
                 long len = Long.parseLong(f[5]);
