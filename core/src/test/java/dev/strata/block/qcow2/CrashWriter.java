@@ -28,6 +28,7 @@ public final class CrashWriter {
         String image = args[0];
         long seed = Long.parseLong(args[1]);
         long firstIndex = Long.parseLong(args[2]);
+        long stopAt = args.length > 3 ? firstIndex + Long.parseLong(args[3]) : Long.MAX_VALUE;
         SplittableRandom rnd = new SplittableRandom(seed);
         PrintStream out = new PrintStream(System.out, false, java.nio.charset.StandardCharsets.US_ASCII);
         ByteBuffer buf = ByteBuffer.allocate(1 << 20);
@@ -36,7 +37,7 @@ public final class CrashWriter {
             long size = node.length();
             out.println("ready");
             out.flush();
-            for (long i = firstIndex; ; i++) {
+            for (long i = firstIndex; i < stopAt; i++) {
                 int kindPick = rnd.nextInt(10);
                 String kind = kindPick < 7 ? "W" : kindPick < 9 ? "Z" : "T";
                 long length = 1 + rnd.nextInt(kind.equals("W") ? 256 * 1024 : 512 * 1024);

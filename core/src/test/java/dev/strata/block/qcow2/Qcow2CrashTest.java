@@ -83,7 +83,11 @@ class Qcow2CrashTest {
         long nextIndex = 0;
         for (int kill = 0; kill < KILLS; kill++) {
             String what = "seed " + seed + ", kill " + kill + ", cluster " + clusterSize;
-            List<String> log = runAndKill(image, rnd.nextLong(), nextIndex, 20 + rnd.nextInt(400));
+            Files.copy(image, dir.resolve("before.qcow2"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            long wseed = rnd.nextLong();
+            Files.writeString(dir.resolve("args.txt"), wseed + " " + nextIndex);
+            List<String> log = runAndKill(image, wseed, nextIndex, 20 + rnd.nextInt(400));
+            Files.write(dir.resolve("log.txt"), log);
             nextIndex = model.apply(log, what) + 1;
 
             Interop.Result check = Interop.qemuImg("check", "--output=json", image.toString());
@@ -102,6 +106,7 @@ class Qcow2CrashTest {
                 model.verifyAndAdopt(readThroughStrata(image), what);
             } catch (AssertionError e) {
                 // say whether QEMU reads the image the same way, i.e. whether the image or the reader is wrong
+                new ProcessBuilder("cp", "-r", dir.toString(), "/tmp/crash-fail-" + clusterSize).start().waitFor();
                 Path raw = dir.resolve("qemu-view.raw");
                 Interop.qemuImg("convert", "-U", "-O", "raw", image.toString(), raw.toString())
                         .assertOk();
