@@ -19,7 +19,13 @@ public final class CrashWriter {
     private CrashWriter() {}
 
     public static byte pattern(long opIndex, long guestOffset) {
-        long x = opIndex * 0x9E3779B97F4A7C15L + guestOffset * 0xBF58476D1CE4E5B9L;
+        // (op, offset) -> x is one-to-one over the test's ranges, and splitmix64's finaliser makes
+        // every input bit reach the low byte: two operations (or two offsets) then agree on a byte
+        // only by chance, never along a whole run, so stale or misplaced data cannot pass as the
+        // expected bytes, and the operation behind any data can be found from its bytes
+        long x = opIndex * 0x9E3779B97F4A7C15L + guestOffset;
+        x = (x ^ (x >>> 30)) * 0xBF58476D1CE4E5B9L;
+        x = (x ^ (x >>> 27)) * 0x94D049BB133111EBL;
         x ^= x >>> 31;
         return (byte) (x | 1); // never zero, so a lost write cannot hide as a zero read
     }
@@ -28,7 +34,6 @@ public final class CrashWriter {
         String image = args[0];
         long seed = Long.parseLong(args[1]);
         long firstIndex = Long.parseLong(args[2]);
-        long stopAt = args.length > 3 ? firstIndex + Long.parseLong(args[3]) : Long.MAX_VALUE;
         SplittableRandom rnd = new SplittableRandom(seed);
         PrintStream out = new PrintStream(System.out, false, java.nio.charset.StandardCharsets.US_ASCII);
         ByteBuffer buf = ByteBuffer.allocate(1 << 20);
@@ -37,7 +42,7 @@ public final class CrashWriter {
             long size = node.length();
             out.println("ready");
             out.flush();
-            for (long i = firstIndex; i < stopAt; i++) {
+            for (long i = firstIndex; ; i++) {
                 int kindPick = rnd.nextInt(10);
                 String kind = kindPick < 7 ? "W" : kindPick < 9 ? "Z" : "T";
                 long length = 1 + rnd.nextInt(kind.equals("W") ? 256 * 1024 : 512 * 1024);
