@@ -131,13 +131,20 @@ public final class BlockGraph implements AutoCloseable {
         }
         boolean ro = options.bool("read-only", inherited.readOnly());
         boolean share = options.bool("force-share", inherited.forceShare());
+        boolean noFlush = inherited.noFlush();
         options.get("auto-read-only");
         options.get("discard");
-        options.get("cache");
         options.get("detect-zeroes");
+        if (options.child("cache").isPresent()) {
+            BlockOptions cache = options.child("cache").get();
+            noFlush = cache.bool("no-flush", noFlush);
+            cache.get("direct");
+        } else {
+            options.get("cache");
+        }
         OpenFlags flags;
         try {
-            flags = new OpenFlags(ro, share);
+            flags = new OpenFlags(ro, share, noFlush);
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
@@ -159,7 +166,7 @@ public final class BlockGraph implements AutoCloseable {
                     "Block format '" + driverName + "' does not support the option '" + unused.getFirst() + "'",
                     BlockException.EINVAL);
         }
-        BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()));
+        BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()), flags.noFlush());
         if (!auto || root) {
             synchronized (this) {
                 if (nodes.containsKey(name)) {

@@ -22,13 +22,19 @@ public final class BlockNode implements AutoCloseable {
     private final boolean autoNamed;
     private final BlockDriver driver;
     private final List<BlockNode> owned;
+    private final boolean noFlush;
     private volatile boolean closed;
 
     BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned) {
+        this(nodeName, autoNamed, driver, owned, false);
+    }
+
+    BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned, boolean noFlush) {
         this.nodeName = nodeName;
         this.autoNamed = autoNamed;
         this.driver = driver;
         this.owned = List.copyOf(owned);
+        this.noFlush = noFlush;
     }
 
     public String nodeName() {
@@ -121,9 +127,12 @@ public final class BlockNode implements AutoCloseable {
         driver.truncate(newLength);
     }
 
+    /** Makes completed writes durable, unless the node was opened with no-flush (cache=unsafe). */
     public void flush() throws IOException {
         ensureOpen();
-        driver.flush();
+        if (!noFlush) {
+            driver.flush();
+        }
     }
 
     /**

@@ -6,8 +6,10 @@ package dev.strata.block;
  * @param readOnly refuse writes and take only read permissions on the image
  * @param forceShare allow other processes to write the image meanwhile (qemu-img's {@code -U});
  *     only valid with {@code readOnly}
+ * @param noFlush make flushes no-ops (QEMU's {@code cache.no-flush}, qemu-img's {@code -t unsafe}):
+ *     for scratch output whose durability the caller does not need, as qemu-img convert's default
  */
-public record OpenFlags(boolean readOnly, boolean forceShare) {
+public record OpenFlags(boolean readOnly, boolean forceShare, boolean noFlush) {
     public static final OpenFlags READ_WRITE = new OpenFlags(false, false);
     public static final OpenFlags READ_ONLY = new OpenFlags(true, false);
 
@@ -17,7 +19,15 @@ public record OpenFlags(boolean readOnly, boolean forceShare) {
         }
     }
 
+    public OpenFlags(boolean readOnly, boolean forceShare) {
+        this(readOnly, forceShare, false);
+    }
+
     public OpenFlags asReadOnly() {
-        return new OpenFlags(true, forceShare);
+        return new OpenFlags(true, forceShare, noFlush);
+    }
+
+    public OpenFlags withNoFlush(boolean on) {
+        return new OpenFlags(readOnly, forceShare, on);
     }
 }

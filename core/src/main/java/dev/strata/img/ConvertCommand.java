@@ -109,7 +109,13 @@ final class ConvertCommand extends ImgSubcommand {
             if (compress) {
                 throw new ImgFailure("Strata cannot write compressed qcow2 clusters yet; convert without -c");
             }
-            try (BlockNode dst = Images.open(graph, target, targetFormat, OpenFlags.READ_WRITE, true, err())) {
+            try (BlockNode dst = Images.open(
+                    graph,
+                    target,
+                    targetFormat,
+                    OpenFlags.READ_WRITE.withNoFlush(cache.equals("unsafe")),
+                    true,
+                    err())) {
                 if (noCreate && dst.length() < size) {
                     throw new ImgFailure("output file is smaller than input file");
                 }

@@ -21,7 +21,7 @@ class BlockNodeTest {
     Path dir;
 
     /** A layer that holds some 4 KiB blocks itself and leaves the rest to its backing child. */
-    private static final class LayerDriver implements BlockDriver {
+    private static class LayerDriver implements BlockDriver {
         static final int BLOCK = 4096;
         final long size;
         final boolean[] allocated;
@@ -186,5 +186,27 @@ class BlockNodeTest {
                     .hasMessageContaining("No such file or directory");
             assertThat(graph.nodes()).isEmpty();
         }
+    }
+
+    @Test
+    void cacheNoFlushMakesFlushANoOpDownTheWholeNode() throws IOException {
+        java.util.concurrent.atomic.AtomicInteger flushes = new java.util.concurrent.atomic.AtomicInteger();
+        BlockGraph graph = new BlockGraph()
+                .register(
+                        "counting",
+                        (options, context) -> new LayerDriver(4096, null, RandomGenerator.of("L64X128MixRandom")) {
+                            @Override
+                            public void flush() {
+                                flushes.incrementAndGet();
+                            }
+                        });
+        BlockNode plain = graph.add(BlockOptions.parseKeyValue("driver=counting,node-name=plain", null));
+        BlockNode unsafe =
+                graph.add(BlockOptions.parseKeyValue("driver=counting,node-name=unsafe,cache.no-flush=on", null));
+        plain.flush();
+        assertThat(flushes).hasValue(1);
+        unsafe.flush();
+        assertThat(flushes).as("cache.no-flush=on, qemu-img's -t unsafe").hasValue(1);
+        graph.close();
     }
 }
