@@ -573,7 +573,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             src.get(src.position(), buf, 0, len);
             Arrays.fill(buf, len, clusterSize, (byte) 0);
             if (compressBuf == null) {
-                compressBuf = new byte[clusterSize];
+                compressBuf = new byte[clusterSize + 512];
                 deflater = new Deflater(Deflater.DEFAULT_COMPRESSION, true);
             }
             // as QEMU: the compressed form must be smaller than the cluster by at least one byte
@@ -598,7 +598,14 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         byte[] t = map.writableL2(l1i, refcounts);
         // 1. refcounts, 2. data, 3. L2 entry, 4. drop the reference the old entry held
         long host = refcounts.allocateBytes(clen);
-        file.write(host, compressBuf, 0, clen);
+        int stored = clen;
+        if (host + clen > file.length()) {
+            // as QEMU: keep the file a whole number of sectors, so sector-based readers of the last
+            // compressed cluster stay inside it; the next packed cluster overwrites the padding
+            stored = (int) (((host + clen + 511) & -512L) - host);
+            Arrays.fill(compressBuf, clen, stored, (byte) 0);
+        }
+        file.write(host, compressBuf, 0, stored);
         long extraSectors = ((host + clen - 1) >>> 9) - (host >>> 9);
         long old = ClusterMap.entry(t, idx);
         ClusterMap.setEntry(t, idx, map.compressedEntry(host, extraSectors));
