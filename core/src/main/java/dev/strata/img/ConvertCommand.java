@@ -3,6 +3,7 @@ package dev.strata.img;
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
+import dev.strata.block.CompressedWriter;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.Sizes;
 import dev.strata.block.drivers.Drivers;
@@ -18,7 +19,8 @@ import picocli.CommandLine.Parameters;
  * of another format, keeping holes, with qemu-img convert's flags and checks.
  *
  * <p>The copy itself is {@link ImageCopy}: block status says which runs to read at all, zero
- * detection of the data read says which parts to write.
+ * detection of the data read says which parts to write. With {@code -c} every cluster that is
+ * not zero is written compressed through the target driver's {@link CompressedWriter}.
  */
 @Command(name = "convert", mixinStandardHelpOptions = true, description = "Convert an image to another format.")
 final class ConvertCommand extends ImgSubcommand {
@@ -98,16 +100,13 @@ final class ConvertCommand extends ImgSubcommand {
                 BlockNode src =
                         Images.open(graph, source, sourceFormat, new OpenFlags(true, forceShare), true, err())) {
             long size = src.length();
+            if (compress && !targetFormat.equals("qcow2")) {
+                throw new ImgFailure("Compression not supported for this file format");
+            }
             if (!noCreate) {
                 createTarget(ImageCreation.roundUp512(size));
             } else if (backingFile != null) {
                 throw new ImgFailure("-B has no effect when skipping image creation");
-            }
-            if (compress && !targetFormat.equals("qcow2")) {
-                throw new ImgFailure("Compression not supported for this file format");
-            }
-            if (compress) {
-                throw new ImgFailure("Strata cannot write compressed qcow2 clusters yet; convert without -c");
             }
             try (BlockNode dst = Images.open(
                     graph,
@@ -120,8 +119,15 @@ final class ConvertCommand extends ImgSubcommand {
                     throw new ImgFailure("output file is smaller than input file");
                 }
                 boolean targetIsNew = !noCreate;
+                CompressedWriter compressor = null;
+                if (compress) {
+                    if (!(dst.driver() instanceof CompressedWriter w)) {
+                        throw new ImgFailure("Compression not supported for this file format");
+                    }
+                    compressor = w;
+                }
                 ImageCopy copy = new ImageCopy(
-                        src, dst, size, minSparse, targetIsNew && backingFile == null, backingFile != null);
+                        src, dst, size, minSparse, targetIsNew && backingFile == null, backingFile != null, compressor);
                 copy.run();
                 if (!cache.equals("unsafe")) {
                     dst.flush();

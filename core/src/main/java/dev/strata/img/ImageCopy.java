@@ -1,6 +1,7 @@
 package dev.strata.img;
 
 import dev.strata.block.BlockNode;
+import dev.strata.block.CompressedWriter;
 import dev.strata.block.Extent;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -17,6 +18,10 @@ import java.util.concurrent.BlockingQueue;
  * out zero (new, without backing file) zeros are skipped; otherwise they are written as zero
  * requests that may unmap. With a backing file on the target, runs the source does not hold in
  * its own top layer are left unallocated so that the backing file shows through, as qemu-img does.
+ *
+ * <p>With a compressed writer, reads and writes go in whole target clusters: runs of data are
+ * widened to cluster boundaries, and each cluster that is not all zeros is written compressed
+ * (zero clusters stay holes, as with qemu-img convert -c).
  *
  * <p>Concurrency: the calling thread reads (block status and data) while one writer thread scans
  * and writes; they hand over {@value #BUFFERS} reused buffers of {@value #BUF_SIZE} bytes through
@@ -39,6 +44,10 @@ final class ImageCopy {
     private final boolean fullyAllocate;
     private final boolean targetZeroInit;
     private final boolean targetHasBacking;
+    /** Null unless clusters are written compressed. */
+    private final CompressedWriter compressor;
+
+    private final int clusterSize;
 
     private final BlockingQueue<ByteBuffer> free = new ArrayBlockingQueue<>(BUFFERS);
     private final BlockingQueue<Task> work = new ArrayBlockingQueue<>(BUFFERS + 1);
@@ -48,14 +57,25 @@ final class ImageCopy {
      * @param minSparse zero bytes in a row that may stay a hole (qemu-img's -S); 0 writes everything
      * @param targetZeroInit the target reads as zeros everywhere before the copy
      * @param targetHasBacking the target has a backing file that matches the source's
+     * @param compressor the target's driver, to write compressed clusters; null for plain writes
      */
     ImageCopy(
-            BlockNode src, BlockNode dst, long size, long minSparse, boolean targetZeroInit, boolean targetHasBacking) {
+            BlockNode src,
+            BlockNode dst,
+            long size,
+            long minSparse,
+            boolean targetZeroInit,
+            boolean targetHasBacking,
+            CompressedWriter compressor) {
         this.src = src;
         this.dst = dst;
         this.size = size;
+        this.compressor = compressor;
+        this.clusterSize = Math.max(512, dst.clusterSize());
         this.fullyAllocate = minSparse == 0;
-        this.granularity = (int) Math.min(BUF_SIZE, Math.max(Math.max(minSparse, 512), dst.clusterSize()));
+        this.granularity = compressor != null
+                ? clusterSize
+                : (int) Math.min(BUF_SIZE, Math.max(Math.max(minSparse, 512), dst.clusterSize()));
         this.targetZeroInit = targetZeroInit && !targetHasBacking;
         this.targetHasBacking = targetHasBacking;
     }
@@ -88,11 +108,24 @@ final class ImageCopy {
             Extent e = cursor.at(pos);
             long end = e.end();
             boolean inBacking = e.depth() > 0 || e.kind() == Extent.Kind.UNALLOCATED;
-            if (targetHasBacking && inBacking) {
+            boolean skipBacking = targetHasBacking && inBacking;
+            boolean skipZero = e.isZero() && !fullyAllocate;
+            if (compressor != null) {
+                // compressed clusters are written whole: skip only whole clusters, read the rest
+                long skipEnd = end >= size ? size : end & -(long) clusterSize;
+                if ((skipBacking || skipZero) && skipEnd > pos) {
+                    if (!skipBacking) {
+                        work.put(new Task(pos, skipEnd - pos, null));
+                    }
+                    pos = skipEnd;
+                    continue;
+                }
+                end = Math.min(size, alignUp(end, clusterSize));
+                e = Extent.of(pos, end - pos, Extent.Kind.DATA);
+            } else if (skipBacking) {
                 pos = end;
                 continue;
-            }
-            if (e.isZero() && !fullyAllocate) {
+            } else if (skipZero) {
                 work.put(new Task(pos, end - pos, null));
                 pos = end;
                 continue;
@@ -152,7 +185,7 @@ final class ImageCopy {
     /** Writes the non-zero parts of {@code buf} (data for [offset, offset+remaining)). */
     private void writeData(long offset, ByteBuffer buf) throws IOException {
         int n = buf.remaining();
-        if (fullyAllocate) {
+        if (fullyAllocate && compressor == null) {
             dst.write(offset, buf);
             return;
         }
@@ -171,6 +204,14 @@ final class ImageCopy {
             }
             if (zero) {
                 writeZeros(offset + i, runEnd - i);
+            } else if (compressor != null) {
+                for (int j = i; j < runEnd; j += granularity) {
+                    compressor.writeCompressed(
+                            offset + j,
+                            buf.duplicate()
+                                    .limit(Math.min(runEnd, j + granularity))
+                                    .position(j));
+                }
             } else {
                 dst.write(offset + i, buf.duplicate().limit(runEnd).position(i));
             }

@@ -118,6 +118,11 @@ final class ClusterMap {
         return entry & coffsetMask;
     }
 
+    /** The L2 entry of a compressed cluster at {@code host} spanning {@code extraSectors} + 1 sectors. */
+    long compressedEntry(long host, long extraSectors) {
+        return COMPRESSED | (extraSectors << csizeShift) | host;
+    }
+
     /** Bytes of compressed data stored from {@link #compressedOffset}, up to the last sector's end. */
     int compressedSize(long entry) {
         long sectors = ((entry >>> csizeShift) & csizeMask) + 1;

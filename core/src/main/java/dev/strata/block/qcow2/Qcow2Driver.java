@@ -4,6 +4,7 @@ import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
+import dev.strata.block.CompressedWriter;
 import dev.strata.block.Extent;
 import dev.strata.block.OpenContext;
 import dev.strata.block.qcow2.ClusterMap.Type;
@@ -17,6 +18,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.zip.Deflater;
 import java.util.zip.Inflater;
 
 /**
@@ -46,7 +48,7 @@ import java.util.zip.Inflater;
  * A SIGKILL keeps the page cache, so this ordering of writes is enough; {@link #flush()} makes it
  * durable against power loss.
  */
-public final class Qcow2Driver implements BlockDriver {
+public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     /** Autoclear bits Strata keeps set on a read-write open: none yet (bitmaps are not interpreted). */
     static final long KNOWN_AUTOCLEAR = 0;
 
@@ -73,6 +75,8 @@ public final class Qcow2Driver implements BlockDriver {
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     // guarded by the exclusive lock
     private byte[] cowBuf;
+    private byte[] compressBuf;
+    private Deflater deflater;
     // thread-safe pool of decompression buffers
     private final ConcurrentLinkedQueue<Decompressor> decompressors = new ConcurrentLinkedQueue<>();
 
@@ -545,6 +549,73 @@ public final class Qcow2Driver implements BlockDriver {
         return n;
     }
 
+    /**
+     * Writes one whole guest cluster compressed, packed into host clusters by
+     * {@link Refcounts#allocateBytes}; falls back to an ordinary write when compression does not
+     * save at least one byte. The old entry's reference is dropped after the new entry is written.
+     */
+    @Override
+    public boolean writeCompressed(long offset, ByteBuffer src) throws IOException {
+        if (readOnly) {
+            throw new BlockException("Cannot write to a read-only node", BlockException.EPERM);
+        }
+        int len = src.remaining();
+        // the image's last cluster may be given short (up to the end of the image or of the data)
+        boolean whole = len == clusterSize || (len < clusterSize && offset + clusterSize > size);
+        if ((offset & (clusterSize - 1)) != 0 || !whole || len == 0 || offset + len > size) {
+            throw new BlockException(
+                    "Compressed writes must cover one whole cluster (offset " + offset + ", length " + len + ")",
+                    BlockException.EINVAL);
+        }
+        lock.writeLock().lock();
+        try {
+            byte[] buf = cowBuffer();
+            src.get(src.position(), buf, 0, len);
+            Arrays.fill(buf, len, clusterSize, (byte) 0);
+            if (compressBuf == null) {
+                compressBuf = new byte[clusterSize + 512];
+                deflater = new Deflater(Deflater.DEFAULT_COMPRESSION, true);
+            }
+            // as QEMU: the compressed form must be smaller than the cluster by at least one byte
+            int clen = Compression.compress(
+                    header.compressionType(), buf, clusterSize, compressBuf, clusterSize - 1, deflater);
+            if (clen >= 0) {
+                writeCompressedLocked(offset >>> clusterBits, clen);
+                src.position(src.position() + len);
+                return true;
+            }
+        } finally {
+            lock.writeLock().unlock();
+        }
+        write(offset, src);
+        return false;
+    }
+
+    /** Stores {@code compressBuf[0, clen)} as guest cluster {@code c}; runs under the exclusive lock. */
+    private void writeCompressedLocked(long c, int clen) throws IOException {
+        int l1i = (int) (c >>> map.l2Bits());
+        int idx = (int) (c & (l2Entries - 1));
+        byte[] t = map.writableL2(l1i, refcounts);
+        // 1. refcounts, 2. data, 3. L2 entry, 4. drop the reference the old entry held
+        long host = refcounts.allocateBytes(clen);
+        int stored = clen;
+        if (host + clen > file.length()) {
+            // as QEMU: keep the file a whole number of sectors, so sector-based readers of the last
+            // compressed cluster stay inside it; the next packed cluster overwrites the padding
+            stored = (int) (((host + clen + 511) & -512L) - host);
+            Arrays.fill(compressBuf, clen, stored, (byte) 0);
+        }
+        file.write(host, compressBuf, 0, stored);
+        long extraSectors = ((host + clen - 1) >>> 9) - (host >>> 9);
+        long old = ClusterMap.entry(t, idx);
+        ClusterMap.setEntry(t, idx, map.compressedEntry(host, extraSectors));
+        map.writeEntries(l1i, t, idx, idx + 1);
+        long[] r = map.referencedRange(old);
+        if (r != null) {
+            refcounts.free(r[0], r[1]);
+        }
+    }
+
     private byte[] cowBuffer() {
         if (cowBuf == null) {
             cowBuf = new byte[clusterSize];
@@ -821,6 +892,9 @@ public final class Qcow2Driver implements BlockDriver {
 
     @Override
     public void close() throws IOException {
+        if (deflater != null) {
+            deflater.end();
+        }
         Decompressor d;
         while ((d = decompressors.poll()) != null) {
             d.inflater.end();

@@ -47,6 +47,8 @@ final class Refcounts {
     private long freeHint;
     /** One past the highest cluster allocated by this process, written or not. */
     private long highWater;
+    /** Where the next compressed cluster may be packed, inside a cluster already counted; 0 for none. */
+    private long freeByteOffset;
 
     Refcounts(ImageFile file, Qcow2Header header, long[] table, long[] reserved) {
         this.file = file;
@@ -180,6 +182,38 @@ final class Refcounts {
             highWater = Math.max(highWater, start + n);
             return new long[] {start << clusterBits, n};
         }
+    }
+
+    /**
+     * Allocates {@code size} bytes (less than a cluster) for compressed data, packed back to back
+     * after the previous allocation, as QEMU's qcow2_alloc_bytes does: the bytes may run into a
+     * new cluster when that one directly follows, and every cluster the range touches gains one
+     * reference, so a host cluster holding k compressed clusters has refcount k. Returns the host
+     * offset; refcounts are written before returning.
+     */
+    long allocateBytes(int size) throws IOException {
+        if (size <= 0 || size >= clusterSize) {
+            throw new IllegalArgumentException("allocate " + size + " bytes");
+        }
+        long offset = freeByteOffset;
+        if (offset != 0 && get(offset >>> clusterBits) == maxRefcount) {
+            offset = 0;
+        }
+        long freeInCluster = offset == 0 ? 0 : clusterSize - (offset & (clusterSize - 1));
+        if (offset != 0 && freeInCluster >= size) {
+            update(offset >>> clusterBits, 1, +1);
+        } else {
+            long fresh = allocate();
+            if (offset != 0 && ((offset + clusterSize - 1) & -(long) clusterSize) == fresh) {
+                // the fresh cluster (refcount 1 already) continues the partly used one
+                update(offset >>> clusterBits, 1, +1);
+            } else {
+                offset = fresh;
+            }
+        }
+        long next = offset + size;
+        freeByteOffset = (next & (clusterSize - 1)) == 0 ? 0 : next;
+        return offset;
     }
 
     private boolean isFree(long c) throws IOException {
@@ -372,6 +406,10 @@ final class Refcounts {
                 setEntry(b, i, nv);
                 if (nv == 0) {
                     freeHint = Math.min(freeHint, c + i - i0);
+                    if (freeByteOffset != 0 && freeByteOffset >>> clusterBits == c + i - i0) {
+                        // a freed cluster may be reused whole: never pack into it again
+                        freeByteOffset = 0;
+                    }
                 }
             }
             int from = byteOf(i0);
