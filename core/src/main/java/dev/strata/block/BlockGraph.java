@@ -196,16 +196,35 @@ public final class BlockGraph implements AutoCloseable {
         return List.copyOf(nodes.values());
     }
 
-    /** Closes a named node and drops it from the graph (blockdev-del). */
+    /**
+     * Closes a named node and drops it from the graph (blockdev-del); refused, as in QEMU, while
+     * another node uses it as a child.
+     */
     public void remove(String nodeName) throws IOException {
         BlockNode node;
         synchronized (this) {
-            node = nodes.remove(nodeName);
-        }
-        if (node == null) {
-            throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
+            node = nodes.get(nodeName);
+            if (node == null) {
+                throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
+            }
+            for (BlockNode other : nodes.values()) {
+                if (other != node && uses(other, node)) {
+                    throw new BlockException("Block device " + nodeName + " is in use");
+                }
+            }
+            nodes.remove(nodeName);
         }
         node.close();
+    }
+
+    /** Whether {@code child} is below {@code parent} (directly or through the parent's own children). */
+    private static boolean uses(BlockNode parent, BlockNode child) {
+        for (BlockNode c : parent.children().values()) {
+            if (c == child || uses(c, child)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Closes every node, most recently opened first. */
