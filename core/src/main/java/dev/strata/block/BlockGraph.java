@@ -106,6 +106,15 @@ public final class BlockGraph implements AutoCloseable {
     }
 
     BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain) throws IOException {
+        return openNode(options, inherited, chain, false);
+    }
+
+    /**
+     * @param inheritedUnmap the parent's {@code discard} mode: a child given inline passes guest
+     *     discards on exactly when its parent does, unless it says otherwise (as in QEMU)
+     */
+    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain, boolean inheritedUnmap)
+            throws IOException {
         String driverName;
         try {
             driverName = options.requireString("driver");
@@ -127,7 +136,12 @@ public final class BlockGraph implements AutoCloseable {
         boolean ro = options.bool("read-only", inherited.readOnly());
         boolean share = options.bool("force-share", inherited.forceShare());
         options.get("auto-read-only");
-        options.get("discard");
+        boolean unmap = switch (options.get("discard")) {
+            case null -> inheritedUnmap;
+            case String d when d.equals("unmap") || d.equals("on") -> true;
+            case String d when d.equals("ignore") || d.equals("off") -> false;
+            default -> throw new BlockException("Invalid discard option", BlockException.EINVAL);
+        };
         options.get("cache");
         options.get("detect-zeroes");
         OpenFlags flags;
@@ -136,7 +150,7 @@ public final class BlockGraph implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
-        OpenContext ctx = new OpenContext(this, flags, chain);
+        OpenContext ctx = new OpenContext(this, flags, chain, unmap);
         BlockDriver d;
         try {
             d = driver.factory().open(options, ctx);
@@ -154,7 +168,7 @@ public final class BlockGraph implements AutoCloseable {
                     "Block format '" + driverName + "' does not support the option '" + unused.getFirst() + "'",
                     BlockException.EINVAL);
         }
-        BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()));
+        BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()), unmap);
         if (!auto) {
             synchronized (this) {
                 if (nodes.containsKey(name)) {

@@ -41,13 +41,21 @@ public final class BlockNode implements AutoCloseable {
     private final List<BlockNode> owned;
     private final DirtyBitmaps bitmaps = new DirtyBitmaps();
     private final IoGate gate = new IoGate();
+    /** QEMU's {@code discard=unmap}: pass discards on; with {@code ignore} they do nothing at all. */
+    private final boolean unmap;
+
     private volatile boolean closed;
 
     BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned) {
+        this(nodeName, autoNamed, driver, owned, true);
+    }
+
+    BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned, boolean unmap) {
         this.nodeName = nodeName;
         this.autoNamed = autoNamed;
         this.driver = driver;
         this.owned = List.copyOf(owned);
+        this.unmap = unmap;
     }
 
     public String nodeName() {
@@ -166,7 +174,8 @@ public final class BlockNode implements AutoCloseable {
     public void discard(long offset, long length) throws IOException {
         checkWritable();
         checkRange(offset, length);
-        if (length > 0) {
+        // discard=ignore (QEMU's default): the data stays as it was, so there is nothing to track
+        if (length > 0 && unmap) {
             enter();
             try {
                 driver.discard(offset, length);

@@ -100,7 +100,7 @@ class BlockNodeDirtyTrackingTest {
         SplittableRandom rnd = new SplittableRandom(seed);
         try (BlockGraph graph = Drivers.newGraph()) {
             BlockNode node = graph.add(BlockOptions.parseKeyValue(
-                    "driver=raw,node-name=drive0,file.driver=file,file.filename=" + img, null));
+                    "driver=raw,node-name=drive0,discard=unmap,file.driver=file,file.filename=" + img, null));
             DirtyBitmap fine = node.bitmaps().add("fine", size, 4096, false);
             DirtyBitmap coarse = node.bitmaps().add("coarse", size, 65536, false);
             DirtyBitmap off = node.bitmaps().add("off", size, 65536, true);
@@ -123,6 +123,32 @@ class BlockNodeDirtyTrackingTest {
             assertThat(off.count()).as("a disabled bitmap records nothing").isZero();
             node.read(0, buf, 0, 4096);
             assertThat(fine.count()).as("reads mark nothing").isEqualTo(fineModel.cardinality() * 4096L);
+        }
+    }
+
+    @Test
+    void withDiscardIgnoreADiscardChangesNothingAndMarksNothing() throws Exception {
+        Path img = dir.resolve("c.raw");
+        try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(MiB);
+        }
+        try (BlockGraph graph = Drivers.newGraph()) {
+            BlockNode ignoring = graph.add(
+                    BlockOptions.parseKeyValue("driver=raw,node-name=d0,file.driver=file,file.filename=" + img, null));
+            DirtyBitmap b = ignoring.bitmaps().add("b", MiB, 65536, false);
+            ignoring.discard(0, 65536);
+            assertThat(b.count()).as("QEMU's default discard=ignore").isZero();
+            graph.remove("d0");
+            BlockNode unmapping = graph.add(BlockOptions.parseKeyValue(
+                    "driver=raw,node-name=d1,discard=unmap,file.driver=file,file.filename=" + img, null));
+            DirtyBitmap c = unmapping.bitmaps().add("c", MiB, 65536, false);
+            BlockNode file = unmapping.file().orElseThrow();
+            DirtyBitmap onFile = file.bitmaps().add("f", MiB, 65536, false);
+            unmapping.discard(0, 65536);
+            assertThat(c.count()).isEqualTo(65536);
+            assertThat(onFile.count())
+                    .as("the inline file child inherits discard=unmap")
+                    .isEqualTo(65536);
         }
     }
 
