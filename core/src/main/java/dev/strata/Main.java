@@ -14,7 +14,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Block-storage daemon with dirty bitmaps and incremental backup.",
-        subcommands = {ImgCommand.class, DaemonCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ImgCommand.class, DaemonCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -30,7 +30,21 @@ public final class Main implements Runnable {
 
     /** Runs the CLI and returns its exit code (used by tests that run commands in-process). */
     public static int run(String... args) {
+        return run(null, null, args);
+    }
+
+    /**
+     * Runs the CLI with its output and error text going to the given writers (null: the process's
+     * own), so tests can run commands in-process and read what a user would see.
+     */
+    public static int run(java.io.PrintWriter out, java.io.PrintWriter err, String... args) {
         CommandLine cl = new CommandLine(new Main());
+        if (out != null) {
+            cl.setOut(out);
+        }
+        if (err != null) {
+            cl.setErr(err);
+        }
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             String msg = ex.getMessage() == null ? ex.toString() : ex.getMessage();
             cmd.getErr()

@@ -64,20 +64,21 @@ public final class BlockGraph implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
-        return openNode(options, flags, List.of());
+        return openNode(options, flags, List.of(), true);
     }
 
     /** Opens an image file as qemu-img does: {@code format} or probed, over a "file" node. */
     public BlockNode openImage(String filename, String format, OpenFlags flags) throws IOException {
-        return openImageInChain(filename, format, flags, List.of());
+        return openImageInChain(filename, format, flags, List.of(), true);
     }
 
-    BlockNode openImageInChain(String filename, String format, OpenFlags flags, List<Path> chain) throws IOException {
+    BlockNode openImageInChain(String filename, String format, OpenFlags flags, List<Path> chain, boolean root)
+            throws IOException {
         String fmt = format != null ? format : probe(filename);
         BlockOptions opts = BlockOptions.empty()
                 .put("driver", fmt)
                 .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename));
-        return openNode(opts, flags, chain);
+        return openNode(opts, flags, chain, root);
     }
 
     /** Probes an image's format from its first bytes: the best-scoring registered probe, else raw. */
@@ -105,15 +106,19 @@ public final class BlockGraph implements AutoCloseable {
         return best;
     }
 
-    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain) throws IOException {
-        return openNode(options, inherited, chain, false);
+    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain, boolean root) throws IOException {
+        return openNode(options, inherited, chain, root, false);
     }
 
     /**
+     * Opens a node. Named nodes and roots (what {@link #add} and {@link #openImage} return) join the
+     * graph, so that {@link #close} releases them; unnamed children belong to their parent only.
+     *
      * @param inheritedUnmap the parent's {@code discard} mode: a child given inline passes guest
      *     discards on exactly when its parent does, unless it says otherwise (as in QEMU)
      */
-    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain, boolean inheritedUnmap)
+    BlockNode openNode(
+            BlockOptions options, OpenFlags inherited, List<Path> chain, boolean root, boolean inheritedUnmap)
             throws IOException {
         String driverName;
         try {
@@ -169,7 +174,7 @@ public final class BlockGraph implements AutoCloseable {
                     BlockException.EINVAL);
         }
         BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()), unmap);
-        if (!auto) {
+        if (!auto || root) {
             synchronized (this) {
                 if (nodes.containsKey(name)) {
                     closeQuietly(d, ctx);

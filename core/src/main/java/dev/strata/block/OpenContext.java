@@ -43,7 +43,7 @@ public final class OpenContext {
         Object v = options.get(key);
         return switch (v) {
             case null -> null;
-            case BlockOptions nested -> own(graph.openNode(nested, childFlags, chain, unmap));
+            case BlockOptions nested -> own(graph.openNode(nested, childFlags, chain, false, unmap));
             case String ref ->
                 graph.find(ref)
                         .orElseThrow(() ->
@@ -67,7 +67,7 @@ public final class OpenContext {
             throw new BlockException("Backing chain of '" + below.getFirst() + "' is deeper than " + MAX_CHAIN_DEPTH
                     + " images; refusing to open '" + filename + "'");
         }
-        return own(graph.openImageInChain(resolved.toString(), format, flags.asReadOnly(), List.copyOf(below)));
+        return own(graph.openImageInChain(resolved.toString(), format, flags.asReadOnly(), List.copyOf(below), false));
     }
 
     public static Path resolveBacking(Path imagePath, String filename) {

@@ -5,6 +5,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Stack;
 import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -106,12 +108,26 @@ public final class DaemonCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Daemon.StartupException {
-        Daemon daemon = Daemon.start(options, Main.version());
-        Runnable stop = daemon::shutdown;
+        // signals are handled from the start: one that arrives while nodes open stops the daemon
+        // as soon as it is up (the pid file is the first sign of life a supervisor sees)
+        AtomicReference<Daemon> running = new AtomicReference<>();
+        AtomicBoolean stopRequested = new AtomicBoolean();
+        Runnable stop = () -> {
+            stopRequested.set(true);
+            Daemon d = running.get();
+            if (d != null) {
+                d.shutdown();
+            }
+        };
         for (String sig : new String[] {"TERM", "INT"}) {
             Signal.handle(new Signal(sig), s -> Thread.ofPlatform().start(stop));
         }
         Runtime.getRuntime().addShutdownHook(new Thread(stop, "strata-shutdown"));
+        Daemon daemon = Daemon.start(options, Main.version());
+        running.set(daemon);
+        if (stopRequested.get()) {
+            daemon.shutdown();
+        }
         daemon.awaitShutdown();
         return 0;
     }

@@ -8,7 +8,17 @@ import picocli.CommandLine.Command;
         name = "img",
         mixinStandardHelpOptions = true,
         description = "Create, inspect, check, compare and convert disk images (qemu-img compatible).",
-        subcommands = {BenchCommand.class})
+        subcommands = {
+            CreateCommand.class,
+            InfoCommand.class,
+            CheckCommand.class,
+            CompareCommand.class,
+            ConvertCommand.class,
+            MapCommand.class,
+            RebaseCommand.class,
+            CommitCommand.class,
+            BenchCommand.class
+        })
 public final class ImgCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -42,7 +42,7 @@ class DaemonProcessIT {
     }
 
     private Process start(List<String> args) throws IOException {
-        String jar = System.getProperty("strata.jar", "core/target/strata.jar");
+        String jar = System.getProperty("strata.jar", "target/strata.jar");
         String java = ProcessHandle.current().info().command().orElse("java");
         List<String> cmd = new ArrayList<>(
                 List.of(java, "--enable-native-access=ALL-UNNAMED", "-XX:TieredStopAtLevel=1", "-jar", jar, "daemon"));
@@ -78,7 +78,7 @@ class DaemonProcessIT {
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"raw"})
+    @ValueSource(strings = {"raw", "qcow2"})
     void guestWritesAreTrackedAndSigtermClosesEverything(String format) throws Exception {
         Interop.require("qemu-io");
         Path img = image(format);
@@ -138,6 +138,15 @@ class DaemonProcessIT {
                 .isZero();
         assertThat(socket).doesNotExist();
         assertThat(pid).doesNotExist();
+        if (format.equals("qcow2")) {
+            // closed cleanly: QEMU finds no corruption and the dirty flag cleared
+            assertThat(Interop.qemuImg("check", img.toString()).assertOk().stdout())
+                    .contains("No errors were found on the image.");
+            assertThat(Interop.qemuImg("info", "--output=json", img.toString())
+                            .assertOk()
+                            .stdout())
+                    .contains("\"dirty-flag\": false");
+        }
         // the last write to each byte wins; check the final contents of a few writes with QEMU's qemu-io
         for (int i = written.size() - 1; i >= written.size() - 5; i--) {
             long[] w = written.get(i);

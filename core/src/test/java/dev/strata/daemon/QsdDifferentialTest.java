@@ -55,7 +55,7 @@ class QsdDifferentialTest {
         }
     }
 
-    private static void images(Path dir) throws IOException {
+    private static void images(Path dir) throws Exception {
         for (var e : Map.of("a.raw", 64 * MiB, "b.raw", 64 * MiB, "small.raw", 32 * MiB, "extra.raw", MiB)
                 .entrySet()) {
             try (RandomAccessFile f =
@@ -63,6 +63,8 @@ class QsdDifferentialTest {
                 f.setLength(e.getValue());
             }
         }
+        Interop.qemuImg("create", "-q", "-f", "qcow2", dir.resolve("q.qcow2").toString(), "64M")
+                .assertOk();
     }
 
     private static List<String> blockdevs(Path dir) {
@@ -70,7 +72,8 @@ class QsdDifferentialTest {
                 "driver=file,node-name=file0,filename=" + dir.resolve("a.raw"),
                 "driver=raw,node-name=drive0,file=file0",
                 "driver=raw,node-name=drive1,discard=unmap,file.driver=file,file.filename=" + dir.resolve("b.raw"),
-                "driver=raw,node-name=small,file.driver=file,file.filename=" + dir.resolve("small.raw"));
+                "driver=raw,node-name=small,file.driver=file,file.filename=" + dir.resolve("small.raw"),
+                "driver=qcow2,node-name=qdrive,file.driver=file,file.filename=" + dir.resolve("q.qcow2"));
     }
 
     /** One script entry: the text to send (or the guest write), and how to treat its responses. */
@@ -126,7 +129,7 @@ class QsdDifferentialTest {
             cmd.addAll(List.of("--blockdev", b));
         }
         cmd.addAll(List.of("--nbd-server", "addr.type=unix,addr.path=" + nbdSocket));
-        for (String node : List.of("drive0", "drive1", "small")) {
+        for (String node : List.of("drive0", "drive1", "small", "qdrive")) {
             cmd.addAll(List.of(
                     "--export", "type=nbd,id=e-" + node + ",node-name=" + node + ",name=" + node + ",writable=on"));
         }

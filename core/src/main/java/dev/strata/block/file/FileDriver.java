@@ -6,63 +6,197 @@ import dev.strata.block.BlockOptions;
 import dev.strata.block.Extent;
 import dev.strata.block.FileBacked;
 import dev.strata.block.OpenContext;
+import dev.strata.block.OpenFlags;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.AccessDeniedException;
+import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * The "file" protocol driver: a host file accessed with positional {@link FileChannel} I/O.
+ * The "file" protocol driver: a host file accessed with positional {@link FileChannel} I/O, plus a
+ * native descriptor of the same file for what FileChannel cannot do (image locks, holes, fstat).
  *
  * <p>The file is growable: a format driver above it writes past the end to allocate, and reads
- * past the end return zeros, as QEMU's file-posix does. Zero writes and discards punch holes where
- * the host allows, so images stay sparse.
+ * past the end return zeros, as QEMU's file-posix does. Zero writes with unmap and discards punch
+ * holes, so images stay sparse; block status reports holes (and everything past the end) as
+ * {@link Extent.Kind#ZERO} with their host offset, as {@code qemu-img map} does for a raw file.
+ *
+ * <p>While open, the node holds QEMU's image lock on the file ({@link ImageLock}), so QEMU
+ * processes and other nodes that would conflict are refused, and so is this open when they hold
+ * the file. Option {@code locking=on|off|auto} (auto: lock where OFD locks work).
+ *
+ * <p>The native descriptor is a separate open file description of the same inode (the channel is
+ * opened through {@code /proc/self/fd}, so a rename between the two opens cannot split them). Off
+ * Linux, or where the native layer cannot be bound, the driver runs on the channel alone: no
+ * locks, no holes (everything inside the file is DATA), zeros are written.
+ *
+ * <p>Concurrency: every call may run on any thread at once; the host serialises them. Growing the
+ * file never shrinks it, even if a concurrent write extended it further meanwhile.
  */
 public final class FileDriver implements BlockDriver, FileBacked {
     private static final int ZERO_CHUNK = 1 << 20;
     private static final ByteBuffer ZEROS =
             ByteBuffer.allocateDirect(ZERO_CHUNK).asReadOnlyBuffer();
+    /** Extents one block-status call collects before returning; callers loop for the rest. */
+    private static final int MAX_EXTENTS = 1024;
+
+    /** The {@code locking} option: QEMU's OnOffAuto. */
+    public enum Locking {
+        /** Lock, and refuse to open where OFD locks do not work. */
+        ON,
+        /** Take no locks and check none. */
+        OFF,
+        /** Lock where OFD locks work, else run unlocked (the default). */
+        AUTO;
+
+        /** Parses the option's value as QEMU does; null means the default. */
+        public static Locking parse(String value) throws BlockException {
+            return switch (value) {
+                case null -> AUTO;
+                case "on" -> ON;
+                case "off" -> OFF;
+                case "auto" -> AUTO;
+                default -> throw new BlockException("invalid parameter value: " + value, BlockException.EINVAL);
+            };
+        }
+    }
 
     // set at open, never changed
     private final String filename;
     private final FileChannel channel;
-    private final boolean readOnly;
+    /** The native descriptor, or -1 when the native layer is unavailable. */
+    private final int fd;
 
-    private FileDriver(String filename, FileChannel channel, boolean readOnly) {
+    private final boolean readOnly;
+    private final boolean locked;
+
+    // cleared the first time the host refuses the operation, as QEMU's has_discard/has_write_zeroes
+    private volatile boolean canPunch;
+    private volatile boolean canZeroRange;
+    private volatile boolean canSeekHoles;
+
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    private FileDriver(String filename, FileChannel channel, int fd, boolean readOnly, boolean locked) {
         this.filename = filename;
         this.channel = channel;
+        this.fd = fd;
         this.readOnly = readOnly;
+        this.locked = locked;
+        this.canPunch = fd >= 0;
+        this.canZeroRange = fd >= 0;
+        this.canSeekHoles = fd >= 0;
     }
 
-    /** Opens from options: {@code filename} (required), {@code locking}, {@code aio} (ignored). */
+    /** Opens from options: {@code filename} (required), {@code locking}; {@code aio} and others are ignored. */
     public static FileDriver open(BlockOptions options, OpenContext context) throws IOException {
         String filename = options.requireString("filename");
+        Locking locking = Locking.parse(options.string("locking").orElse(null));
         options.get("aio");
-        options.get("locking");
+        options.get("aio-max-batch");
+        options.get("drop-cache");
         options.get("pr-manager");
         options.get("x-check-cache-dropped");
-        boolean readOnly = context.readOnly();
-        return open(filename, readOnly);
+        return open(filename, context.flags(), locking);
     }
 
+    /** Opens with the default locking (auto) and without force-share. */
     public static FileDriver open(String filename, boolean readOnly) throws IOException {
-        Path path = Path.of(filename);
+        return open(filename, readOnly ? OpenFlags.READ_ONLY : OpenFlags.READ_WRITE, Locking.AUTO);
+    }
+
+    /**
+     * Opens {@code filename}, which must be a regular file, and takes the image lock that {@code
+     * flags} call for.
+     *
+     * @throws BlockException with QEMU's text: "Could not open 'x': No such file or directory",
+     *     "'file' driver requires 'x' to be a regular file", or a lock conflict ("Failed to get
+     *     \"write\" lock" and, on the next line, "Is another process using the image [x]?")
+     */
+    public static FileDriver open(String filename, OpenFlags flags, Locking locking) throws IOException {
+        if (!Posix.AVAILABLE) {
+            if (locking == Locking.ON) {
+                throw lockingUnavailable(filename);
+            }
+            return new FileDriver(
+                    filename, openChannel(Path.of(filename), filename, flags.readOnly()), -1, flags.readOnly(), false);
+        }
+        int fd;
         try {
-            FileChannel ch = readOnly
+            fd = Posix.open(filename, flags.readOnly() ? Posix.O_RDONLY : Posix.O_RDWR);
+        } catch (BlockException e) {
+            throw openFailure(filename, e.errno());
+        }
+        try {
+            if (!Posix.fstat(fd).isRegularFile()) {
+                throw new BlockException(
+                        "'file' driver requires '" + filename + "' to be a regular file", BlockException.EINVAL);
+            }
+            boolean lock = switch (locking) {
+                case OFF -> false;
+                case AUTO -> ImageLock.supported(fd);
+                case ON -> {
+                    if (!ImageLock.supported(fd)) {
+                        throw lockingUnavailable(filename);
+                    }
+                    yield true;
+                }
+            };
+            if (lock) {
+                ImageLock.forFlags(flags).acquire(fd, filename);
+            }
+            Path self = Path.of("/proc/self/fd/" + fd);
+            Path path = Files.exists(self) ? self : Path.of(filename);
+            return new FileDriver(filename, openChannel(path, filename, flags.readOnly()), fd, flags.readOnly(), lock);
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(fd);
+            throw e;
+        }
+    }
+
+    private static FileChannel openChannel(Path path, String filename, boolean readOnly) throws BlockException {
+        try {
+            return readOnly
                     ? FileChannel.open(path, StandardOpenOption.READ)
                     : FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
-            return new FileDriver(filename, ch, readOnly);
         } catch (NoSuchFileException e) {
-            throw new BlockException("Could not open '" + filename + "': No such file or directory");
+            throw openFailure(filename, Posix.ENOENT);
         } catch (AccessDeniedException e) {
-            throw new BlockException("Could not open '" + filename + "': Permission denied", BlockException.EPERM);
-        } catch (java.nio.file.FileSystemException e) {
-            String reason = e.getReason() == null ? e.getMessage() : e.getReason();
-            throw new BlockException("Could not open '" + filename + "': " + reason);
+            throw openFailure(filename, Posix.EACCES);
+        } catch (IOException e) {
+            String reason = e instanceof java.nio.file.FileSystemException fse && fse.getReason() != null
+                    ? fse.getReason()
+                    : e.getMessage();
+            throw new BlockException("Could not open '" + filename + "': " + reason, e);
+        }
+    }
+
+    private static BlockException openFailure(String filename, int errno) {
+        return switch (errno) {
+            case Posix.ENOENT -> new BlockException("Could not open '" + filename + "': No such file or directory");
+            case Posix.EACCES, BlockException.EPERM ->
+                new BlockException("Could not open '" + filename + "': Permission denied", BlockException.EPERM);
+            default -> new BlockException("Could not open '" + filename + "': " + Posix.strerror(errno), errno);
+        };
+    }
+
+    private static BlockException lockingUnavailable(String filename) {
+        return new BlockException(
+                "locking=on was requested but OFD locks do not work for '" + filename + "'", BlockException.ENOTSUP);
+    }
+
+    private static void closeQuietly(int fd) {
+        try {
+            Posix.close(fd);
+        } catch (BlockException ignored) {
+            // the open already failed; that error is the one to report
         }
     }
 
@@ -78,6 +212,11 @@ public final class FileDriver implements BlockDriver, FileBacked {
 
     public FileChannel channel() {
         return channel;
+    }
+
+    /** Whether this node holds the image lock (false with locking=off, or where OFD locks do not work). */
+    public boolean locked() {
+        return locked;
     }
 
     @Override
@@ -120,33 +259,94 @@ public final class FileDriver implements BlockDriver, FileBacked {
         }
     }
 
+    /**
+     * Zeroes the range: with {@code mayUnmap} by punching a hole, else with FALLOC_FL_ZERO_RANGE
+     * (which keeps the blocks allocated), else by writing zeros. Past the end of the file nothing
+     * needs zeroing: the file grows to the end of the range and the part past the old end is
+     * left (or made) a hole, with or without {@code mayUnmap}, since nothing was allocated there.
+     */
     @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
-        long size = channel.size();
         long end = offset + length;
-        // bytes past the end of the file already read as zeros; extend only if asked to reach further
-        long writeEnd = Math.min(end, size);
-        long pos = offset;
-        while (pos < writeEnd) {
-            int chunk = (int) Math.min(ZERO_CHUNK, writeEnd - pos);
-            write(pos, ZEROS.duplicate().limit(chunk));
-            pos += chunk;
+        long size = channel.size();
+        long insideEnd = Math.min(end, size);
+        if (insideEnd > offset && !zeroInPlace(offset, insideEnd - offset, mayUnmap)) {
+            long pos = offset;
+            while (pos < insideEnd) {
+                int chunk = (int) Math.min(ZERO_CHUNK, insideEnd - pos);
+                write(pos, ZEROS.duplicate().limit(chunk));
+                pos += chunk;
+            }
         }
         if (end > size) {
-            extendTo(end);
+            growTo(end);
+            // growing allocated the last block; the whole extension reads as zeros either way
+            long from = Math.max(offset, size);
+            punch(from, end - from);
         }
     }
 
-    private void extendTo(long newSize) throws IOException {
+    /** Zeroes inside the file without writing; false when the host cannot. */
+    private boolean zeroInPlace(long offset, long length, boolean mayUnmap) throws IOException {
+        if (mayUnmap && punch(offset, length)) {
+            return true;
+        }
+        if (canZeroRange && !fallocate(Posix.FALLOC_FL_ZERO_RANGE, offset, length)) {
+            canZeroRange = false;
+        }
+        return canZeroRange;
+    }
+
+    /** Deallocates inside the file; the range then reads as zeros. False when the host cannot. */
+    private boolean punch(long offset, long length) throws IOException {
+        // partial blocks at either end are zeroed by the kernel, so the whole range reads as zeros
+        if (canPunch && !fallocate(Posix.FALLOC_FL_PUNCH_HOLE | Posix.FALLOC_FL_KEEP_SIZE, offset, length)) {
+            canPunch = false;
+        }
+        return canPunch;
+    }
+
+    /** fallocate on the native descriptor; false when the host does not support {@code mode} here. */
+    private boolean fallocate(int mode, long offset, long length) throws BlockException {
+        try {
+            Posix.fallocate(fd, mode, offset, length);
+            return true;
+        } catch (BlockException e) {
+            if (!unsupported(e)) {
+                throw e;
+            }
+            return false;
+        }
+    }
+
+    private static boolean unsupported(BlockException e) {
+        return switch (e.errno()) {
+            case Posix.EOPNOTSUPP, Posix.ENOSYS, 19 /* ENODEV */, 25 /* ENOTTY */ -> true;
+            default -> false;
+        };
+    }
+
+    /**
+     * Makes the file at least {@code newSize} long without allocating the range: fallocate of the
+     * last byte never shrinks a file that a concurrent write made longer, where ftruncate would.
+     */
+    private void growTo(long newSize) throws IOException {
+        if (fd >= 0 && fallocate(0, newSize - 1, 1)) {
+            return;
+        }
         if (channel.size() < newSize) {
-            // a one-byte write at the end grows the file sparsely
+            // a one-byte zero write at the end grows the file sparsely
             channel.write(ByteBuffer.wrap(new byte[1]), newSize - 1);
         }
     }
 
+    /** Punches a hole where the host can; otherwise does nothing, which a discard allows. */
     @Override
     public void discard(long offset, long length) throws IOException {
-        // without hole punching the safe discard is to do nothing: contents become "unspecified"
+        long insideEnd = Math.min(offset + length, channel.size());
+        if (insideEnd > offset) {
+            punch(offset, insideEnd - offset);
+        }
     }
 
     @Override
@@ -156,33 +356,98 @@ public final class FileDriver implements BlockDriver, FileBacked {
         }
     }
 
+    /**
+     * Holes (SEEK_HOLE) and everything past the end are {@link Extent.Kind#ZERO}, the rest DATA;
+     * both carry their host offset, which for a file is the offset itself.
+     */
     @Override
     public List<Extent> blockStatus(long offset, long length) throws IOException {
-        return List.of(new Extent(offset, length, Extent.Kind.DATA, 0, offset, filename));
+        long end = offset + length;
+        long size = channel.size();
+        List<Extent> out = new ArrayList<>();
+        long pos = offset;
+        while (pos < end && out.size() < MAX_EXTENTS) {
+            if (pos >= size) {
+                add(out, pos, end, Extent.Kind.ZERO);
+                break;
+            }
+            long limit = Math.min(end, size);
+            long next = limit;
+            Extent.Kind kind = Extent.Kind.DATA;
+            if (canSeekHoles) {
+                long data = seek(pos, Posix.SEEK_DATA);
+                if (data < 0 || data > pos) {
+                    // no data at pos: a hole up to the next data, or to the end of the file
+                    kind = Extent.Kind.ZERO;
+                    next = data < 0 ? limit : Math.min(data, limit);
+                } else {
+                    long hole = seek(pos, Posix.SEEK_HOLE);
+                    // a hole at pos means the data was just punched: reporting DATA is the safe answer
+                    next = hole > pos ? Math.min(hole, limit) : limit;
+                }
+            }
+            add(out, pos, next, kind);
+            pos = next;
+        }
+        return out;
+    }
+
+    /** lseek with SEEK_DATA/SEEK_HOLE; -1 for ENXIO (no data at or after offset). */
+    private long seek(long offset, int whence) throws IOException {
+        try {
+            return Posix.lseek(fd, offset, whence);
+        } catch (BlockException e) {
+            if (e.errno() == Posix.ENXIO) {
+                return -1;
+            }
+            if (e.errno() == Posix.EINVAL) {
+                // no SEEK_DATA support here: from now on the whole file is data, which is never wrong
+                canSeekHoles = false;
+                return whence == Posix.SEEK_DATA ? offset : Long.MAX_VALUE;
+            }
+            throw e;
+        }
+    }
+
+    private void add(List<Extent> out, long from, long to, Extent.Kind kind) {
+        if (!out.isEmpty() && out.getLast().kind() == kind) {
+            Extent last = out.removeLast();
+            out.add(new Extent(last.offset(), to - last.offset(), kind, 0, last.hostOffset(), filename));
+        } else {
+            out.add(new Extent(from, to - from, kind, 0, from, filename));
+        }
     }
 
     @Override
     public void truncate(long newLength) throws IOException {
-        if (newLength < channel.size()) {
+        if (fd >= 0) {
+            // ftruncate both shrinks and grows sparsely, as qemu-img resize does on a raw file
+            Posix.ftruncate(fd, newLength);
+        } else if (newLength < channel.size()) {
             channel.truncate(newLength);
         } else {
-            extendTo(newLength);
+            growTo(newLength);
         }
     }
 
+    /** Bytes the file occupies on the host (st_blocks), or -1 without the native layer. */
     @Override
     public long allocatedFileSize() throws IOException {
-        try {
-            Object blocks = java.nio.file.Files.getAttribute(Path.of(filename), "unix:blocks");
-            // st_blocks counts 512-byte units
-            return blocks instanceof Number n ? n.longValue() * 512 : channel.size();
-        } catch (UnsupportedOperationException | IllegalArgumentException e) {
-            return channel.size();
-        }
+        return fd >= 0 ? Posix.fstat(fd).allocatedBytes() : -1;
     }
 
+    /** Closes the channel and the native descriptor; the latter drops the image lock. */
     @Override
     public void close() throws IOException {
-        channel.close();
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        try {
+            channel.close();
+        } finally {
+            if (fd >= 0) {
+                Posix.close(fd);
+            }
+        }
     }
 }

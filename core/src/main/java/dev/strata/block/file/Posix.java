@@ -1,0 +1,311 @@
+package dev.strata.block.file;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+
+import dev.strata.block.BlockException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+import java.util.Locale;
+import java.util.Optional;
+
+/**
+ * The few Linux libc calls the file driver needs that {@link java.nio.channels.FileChannel} does
+ * not offer (OFD byte locks, SEEK_DATA/SEEK_HOLE, fallocate, fstat, ftruncate), bound through the
+ * FFM API.
+ *
+ * <p>Only Linux on x86_64 and aarch64 is bound: the constants and the {@code struct flock} and
+ * {@code struct stat} offsets below are those two ABIs' (they agree on everything used here except
+ * {@code st_mode}). Elsewhere {@link #AVAILABLE} is false and the driver falls back to plain
+ * FileChannel behaviour. Every failure is a {@link BlockException} carrying the call's errno, so
+ * callers branch on {@code errno()} exactly as C code branches on {@code -errno}.
+ */
+// restricted: binding native code is this class's purpose; the launcher, the jar manifest and
+// surefire enable native access for it
+@SuppressWarnings("restricted")
+final class Posix {
+    private Posix() {}
+
+    static final int O_RDONLY = 0;
+    static final int O_RDWR = 2;
+    static final int O_CLOEXEC = 0x80000;
+
+    static final int F_OFD_GETLK = 36;
+    static final int F_OFD_SETLK = 37;
+    static final short F_RDLCK = 0;
+    static final short F_WRLCK = 1;
+    static final short F_UNLCK = 2;
+
+    static final int SEEK_SET = 0;
+    static final int SEEK_DATA = 3;
+    static final int SEEK_HOLE = 4;
+
+    static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    static final int ENOENT = 2;
+    static final int EINTR = 4;
+    static final int ENXIO = 6;
+    static final int EAGAIN = 11;
+    static final int EACCES = 13;
+    static final int EINVAL = 22;
+    static final int ENOSYS = 38;
+    static final int EOPNOTSUPP = 95;
+
+    private static final int S_IFMT = 0xf000;
+    private static final int S_IFREG = 0x8000;
+
+    /** {@code struct flock} of 64-bit Linux: short, short, 4 padding bytes, off_t, off_t, pid_t, padding. */
+    private static final StructLayout FLOCK = MemoryLayout.structLayout(
+            JAVA_SHORT.withName("l_type"),
+            JAVA_SHORT.withName("l_whence"),
+            MemoryLayout.paddingLayout(4),
+            JAVA_LONG.withName("l_start"),
+            JAVA_LONG.withName("l_len"),
+            JAVA_INT.withName("l_pid"),
+            MemoryLayout.paddingLayout(4));
+
+    private static final VarHandle L_TYPE = FLOCK.varHandle(MemoryLayout.PathElement.groupElement("l_type"));
+    private static final VarHandle L_WHENCE = FLOCK.varHandle(MemoryLayout.PathElement.groupElement("l_whence"));
+    private static final VarHandle L_START = FLOCK.varHandle(MemoryLayout.PathElement.groupElement("l_start"));
+    private static final VarHandle L_LEN = FLOCK.varHandle(MemoryLayout.PathElement.groupElement("l_len"));
+
+    // struct stat is 144 bytes on x86_64 and 128 on aarch64; st_size and st_blocks sit at the same
+    // offsets on both, st_mode does not
+    private static final long STAT_SIZE = 256;
+    private static final long ST_SIZE = 48;
+    private static final long ST_BLOCKS = 64;
+    private static final long ST_MODE = "aarch64".equals(System.getProperty("os.arch")) ? 16 : 24;
+
+    private static final StructLayout CAPTURE = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO = CAPTURE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+
+    /** Whether the calls are bound; false off Linux x86_64/aarch64 or when libc lacks a symbol. */
+    static final boolean AVAILABLE;
+
+    private static final MethodHandle OPEN;
+    private static final MethodHandle CLOSE;
+    private static final MethodHandle FCNTL_FLOCK;
+    private static final MethodHandle LSEEK;
+    private static final MethodHandle FALLOCATE;
+    private static final MethodHandle FSTAT;
+    private static final MethodHandle FTRUNCATE;
+    private static final MethodHandle STRERROR;
+
+    static {
+        MethodHandle open = null;
+        MethodHandle close = null;
+        MethodHandle fcntl = null;
+        MethodHandle lseek = null;
+        MethodHandle fallocate = null;
+        MethodHandle fstat = null;
+        MethodHandle ftruncate = null;
+        MethodHandle strerror = null;
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
+        String arch = System.getProperty("os.arch", "");
+        if (os.startsWith("linux") && (arch.equals("amd64") || arch.equals("x86_64") || arch.equals("aarch64"))) {
+            try {
+                Linker linker = Linker.nativeLinker();
+                SymbolLookup libc = linker.defaultLookup();
+                Linker.Option errno = Linker.Option.captureCallState("errno");
+                // open and fcntl are variadic in C; the third argument is passed as a variadic one
+                open = bind(
+                        linker,
+                        libc,
+                        "open",
+                        FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
+                        errno,
+                        Linker.Option.firstVariadicArg(2));
+                fcntl = bind(
+                        linker,
+                        libc,
+                        "fcntl",
+                        FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS),
+                        errno,
+                        Linker.Option.firstVariadicArg(2));
+                close = bind(linker, libc, "close", FunctionDescriptor.of(JAVA_INT, JAVA_INT), errno);
+                lseek = bind(
+                        linker, libc, "lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT), errno);
+                fallocate = bind(
+                        linker,
+                        libc,
+                        "fallocate",
+                        FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG),
+                        errno);
+                fstat = bind(linker, libc, "fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS), errno);
+                ftruncate =
+                        bind(linker, libc, "ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG), errno);
+                Optional<MemorySegment> se = libc.find("strerror");
+                if (se.isPresent()) {
+                    strerror = linker.downcallHandle(se.get(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
+                }
+            } catch (IllegalArgumentException | UnsupportedOperationException | IllegalCallerException e) {
+                // a missing symbol, or native access denied: run without the native layer
+                open = null;
+            }
+        }
+        AVAILABLE = open != null
+                && close != null
+                && fcntl != null
+                && lseek != null
+                && fallocate != null
+                && fstat != null
+                && ftruncate != null;
+        OPEN = open;
+        CLOSE = close;
+        FCNTL_FLOCK = fcntl;
+        LSEEK = lseek;
+        FALLOCATE = fallocate;
+        FSTAT = fstat;
+        FTRUNCATE = ftruncate;
+        STRERROR = strerror;
+    }
+
+    private static MethodHandle bind(
+            Linker linker, SymbolLookup libc, String name, FunctionDescriptor fd, Linker.Option... options) {
+        MemorySegment symbol =
+                libc.find(name).orElseThrow(() -> new IllegalArgumentException("libc has no symbol " + name));
+        return linker.downcallHandle(symbol, fd, options);
+    }
+
+    /** What {@link #fstat} reports. */
+    record Stat(long size, long blocks, int mode) {
+        boolean isRegularFile() {
+            return (mode & S_IFMT) == S_IFREG;
+        }
+
+        /** Bytes the file occupies on the host: st_blocks counts 512-byte units whatever st_blksize is. */
+        long allocatedBytes() {
+            return blocks * 512;
+        }
+    }
+
+    /** One native call: returns the C result; {@code errnoState} receives errno. */
+    @FunctionalInterface
+    private interface NativeCall {
+        long invoke(Arena arena, MemorySegment errnoState) throws Throwable;
+    }
+
+    /**
+     * Runs {@code call} with a fresh arena; a negative result becomes a BlockException with the
+     * errno (after retrying EINTR when {@code retryInterrupted}).
+     */
+    private static long call(String name, boolean retryInterrupted, NativeCall call) throws BlockException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CAPTURE);
+            while (true) {
+                long r = call.invoke(arena, state);
+                if (r >= 0) {
+                    return r;
+                }
+                int errno = (int) ERRNO.get(state, 0L);
+                if (!retryInterrupted || errno != EINTR) {
+                    throw new BlockException(name + ": " + strerror(errno), errno);
+                }
+            }
+        } catch (BlockException e) {
+            throw e;
+        } catch (Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new BlockException(name + " failed: " + t, t);
+        }
+    }
+
+    /** Opens {@code path} with {@code flags} (O_CLOEXEC is added); returns the new descriptor. */
+    static int open(String path, int flags) throws BlockException {
+        return (int) call("open", false, (arena, state) ->
+                (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0));
+    }
+
+    static void close(int fd) throws BlockException {
+        // Linux releases the descriptor even when close reports an error, so never retry
+        call("close", false, (arena, state) -> (int) CLOSE.invokeExact(state, fd));
+    }
+
+    /**
+     * Sets ({@code F_RDLCK}/{@code F_WRLCK}) or drops ({@code F_UNLCK}) an OFD lock on {@code [start,
+     * start+len)} without waiting; a conflict fails with EAGAIN.
+     */
+    static void setLock(int fd, short type, long start, long len) throws BlockException {
+        call("fcntl(F_OFD_SETLK)", false, (arena, state) ->
+                (int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_SETLK, flock(arena, type, start, len)));
+    }
+
+    /**
+     * Whether a lock of {@code type} on {@code [start, start+len)} would conflict with a lock held
+     * through another open file description (locks of {@code fd}'s own description never count).
+     */
+    static boolean lockConflicts(int fd, short type, long start, long len) throws BlockException {
+        long found = call("fcntl(F_OFD_GETLK)", false, (arena, state) -> {
+            MemorySegment fl = flock(arena, type, start, len);
+            int r = (int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_GETLK, fl);
+            // on success the kernel leaves F_UNLCK in l_type, or the type of the first conflicting lock
+            return r < 0 ? r : (short) L_TYPE.get(fl, 0L);
+        });
+        return found != F_UNLCK;
+    }
+
+    private static MemorySegment flock(Arena arena, short type, long start, long len) {
+        // allocate() zeroes the struct, and F_OFD_GETLK insists on l_pid == 0
+        MemorySegment fl = arena.allocate(FLOCK);
+        L_TYPE.set(fl, 0L, type);
+        L_WHENCE.set(fl, 0L, (short) SEEK_SET);
+        L_START.set(fl, 0L, start);
+        L_LEN.set(fl, 0L, len);
+        return fl;
+    }
+
+    /** lseek; with SEEK_DATA/SEEK_HOLE an offset in the trailing hole or past EOF fails with ENXIO. */
+    static long lseek(int fd, long offset, int whence) throws BlockException {
+        return call("lseek", false, (arena, state) -> (long) LSEEK.invokeExact(state, fd, offset, whence));
+    }
+
+    /** fallocate, retried on EINTR; an unsupported mode fails with EOPNOTSUPP (or ENOSYS, ENODEV). */
+    static void fallocate(int fd, int mode, long offset, long len) throws BlockException {
+        call("fallocate", true, (arena, state) -> (int) FALLOCATE.invokeExact(state, fd, mode, offset, len));
+    }
+
+    static void ftruncate(int fd, long length) throws BlockException {
+        call("ftruncate", true, (arena, state) -> (int) FTRUNCATE.invokeExact(state, fd, length));
+    }
+
+    static Stat fstat(int fd) throws BlockException {
+        long[] fields = new long[3];
+        call("fstat", false, (arena, state) -> {
+            MemorySegment st = arena.allocate(STAT_SIZE, 8);
+            int r = (int) FSTAT.invokeExact(state, fd, st);
+            fields[0] = st.get(JAVA_LONG, ST_SIZE);
+            fields[1] = st.get(JAVA_LONG, ST_BLOCKS);
+            fields[2] = st.get(JAVA_INT, ST_MODE);
+            return r;
+        });
+        return new Stat(fields[0], fields[1], (int) fields[2]);
+    }
+
+    /** The C library's text for an errno ("No such file or directory"). */
+    static String strerror(int errno) {
+        if (STRERROR != null) {
+            try {
+                // glibc returns a constant string for every known errno, so reading it needs no lock
+                MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
+                if (!s.equals(MemorySegment.NULL)) {
+                    return s.reinterpret(1024).getString(0);
+                }
+            } catch (Throwable t) {
+                // fall through to the number
+            }
+        }
+        return "errno " + errno;
+    }
+}

@@ -1,0 +1,63 @@
+package dev.strata.block.qcow2;
+
+import dev.strata.block.BlockException;
+import dev.strata.block.BlockNode;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The qcow2 image's host file (the "file" child) as the engine sees it: positional reads and writes
+ * plus the file's length, tracked in memory so that every table and cluster offset read from disk
+ * can be checked against it without a system call.
+ *
+ * <p>The tracked length only grows with this process's own writes; another writer cannot exist
+ * because the image is opened exclusively (or read-only, where it does not change).
+ */
+final class ImageFile {
+    private final BlockNode node;
+    private final AtomicLong length;
+
+    ImageFile(BlockNode node) throws IOException {
+        this.node = node;
+        this.length = new AtomicLong(node.length());
+    }
+
+    BlockNode node() {
+        return node;
+    }
+
+    long length() {
+        return length.get();
+    }
+
+    void read(long pos, ByteBuffer dst) throws IOException {
+        node.read(pos, dst);
+    }
+
+    void read(long pos, byte[] dst, int off, int len) throws IOException {
+        node.read(pos, ByteBuffer.wrap(dst, off, len));
+    }
+
+    void write(long pos, ByteBuffer src) throws IOException {
+        long end = pos + src.remaining();
+        node.write(pos, src);
+        length.accumulateAndGet(end, Math::max);
+    }
+
+    void write(long pos, byte[] src, int off, int len) throws IOException {
+        write(pos, ByteBuffer.wrap(src, off, len));
+    }
+
+    void flush() throws IOException {
+        node.flush();
+    }
+
+    /** Refuses a structure that does not lie wholly inside the file. */
+    void checkInside(String what, long offset, long bytes) throws BlockException {
+        if (offset < 0 || bytes < 0 || offset > length() - bytes) {
+            throw new BlockException(what + " at offset 0x" + Long.toHexString(offset) + " (" + bytes
+                    + " bytes) lies outside the image file (size " + length() + "); the image is corrupt");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+package dev.strata.block.qcow2;
+
+import dev.strata.block.BlockException;
+import dev.strata.block.BlockGraph;
+import dev.strata.block.BlockNode;
+import dev.strata.block.OpenContext;
+import dev.strata.block.OpenFlags;
+import dev.strata.block.drivers.Drivers;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Creates empty qcow2 version 3 images laid out as qemu-img lays them out: header in cluster 0,
+ * the refcount table from cluster 1, the first refcount block after it, then the L1 table, with
+ * 16-bit refcounts and QEMU's feature name table.
+ *
+ * <p>Images whose metadata outgrows the first refcount block get their further blocks right after
+ * the L1 table (as qemu-img places them); a table too big for one cluster grows in place. With
+ * {@code preallocation=metadata} the L2 tables and data clusters are then allocated through the
+ * driver's own allocator, and the file is extended (sparsely) over the last data cluster.
+ */
+public final class Qcow2Create {
+    private Qcow2Create() {}
+
+    /** QEMU's preallocation modes that Strata supports for qcow2. */
+    public enum Preallocation {
+        OFF,
+        METADATA;
+
+        public static Preallocation parse(String s) throws BlockException {
+            return switch (s) {
+                case "off" -> OFF;
+                case "metadata" -> METADATA;
+                default ->
+                    throw new BlockException(
+                            "Unsupported preallocation mode '" + s + "' (Strata supports off and metadata)",
+                            BlockException.ENOTSUP);
+            };
+        }
+    }
+
+    /**
+     * What to create.
+     *
+     * @param size virtual size in bytes, rounded up to 512; -1 to take the backing file's size
+     * @param clusterSize power of two from 512 to 2 MiB
+     * @param backingFile backing file name as stored in the image (relative to the image's
+     *     directory), or null
+     * @param backingFormat the backing file's format; required with a backing file, as qemu-img
+     * @param preallocation off or metadata
+     * @param lazyRefcounts sets the lazy refcounts compatible bit (Strata's writes do not rely on it)
+     * @param compat "1.1" (or "v3"); older compat levels are refused
+     */
+    public record Options(
+            long size,
+            int clusterSize,
+            String backingFile,
+            String backingFormat,
+            Preallocation preallocation,
+            boolean lazyRefcounts,
+            String compat) {
+        public static final int DEFAULT_CLUSTER_SIZE = 65536;
+
+        public static Options of(long size) {
+            return new Options(size, DEFAULT_CLUSTER_SIZE, null, null, Preallocation.OFF, false, "1.1");
+        }
+
+        public Options withClusterSize(int cs) {
+            return new Options(size, cs, backingFile, backingFormat, preallocation, lazyRefcounts, compat);
+        }
+
+        public Options withBacking(String file, String format) {
+            return new Options(size, clusterSize, file, format, preallocation, lazyRefcounts, compat);
+        }
+
+        public Options withPreallocation(Preallocation p) {
+            return new Options(size, clusterSize, backingFile, backingFormat, p, lazyRefcounts, compat);
+        }
+
+        public Options withLazyRefcounts(boolean lazy) {
+            return new Options(size, clusterSize, backingFile, backingFormat, preallocation, lazy, compat);
+        }
+    }
+
+    /** QEMU's feature name table, in QEMU's order. */
+    private static final List<Qcow2Header.FeatureName> FEATURES = List.of(
+            new Qcow2Header.FeatureName(0, 0, "dirty bit"),
+            new Qcow2Header.FeatureName(0, 1, "corrupt bit"),
+            new Qcow2Header.FeatureName(0, 2, "external data file"),
+            new Qcow2Header.FeatureName(0, 3, "compression type"),
+            new Qcow2Header.FeatureName(0, 4, "extended L2 entries"),
+            new Qcow2Header.FeatureName(1, 0, "lazy refcounts"),
+            new Qcow2Header.FeatureName(2, 0, "bitmaps"),
+            new Qcow2Header.FeatureName(2, 1, "raw external data"));
+
+    /** Creates (or overwrites) the image at {@code path}. */
+    public static void create(Path path, Options o) throws IOException {
+        int cs = o.clusterSize();
+        if (cs < 512 || cs > (2 << 20) || Integer.bitCount(cs) != 1) {
+            throw new BlockException(
+                    "Cluster size must be a power of two between 512 and 2048k", BlockException.EINVAL);
+        }
+        if (o.compat() != null && !o.compat().equals("1.1") && !o.compat().equals("v3")) {
+            throw new BlockException(
+                    "Strata creates only compat=1.1 (version 3) qcow2 images, not compat=" + o.compat(),
+                    BlockException.ENOTSUP);
+        }
+        if (o.backingFile() != null && o.preallocation() != Preallocation.OFF) {
+            throw new BlockException(
+                    "Backing file and preallocation can only be used at the same time if extended_l2 is on",
+                    BlockException.EINVAL);
+        }
+        long size = o.size();
+        if (o.backingFile() != null) {
+            long backingSize = backingSize(path, o.backingFile(), o.backingFormat());
+            if (size < 0) {
+                size = backingSize;
+            }
+        }
+        if (size < 0) {
+            throw new BlockException("Image creation needs a size parameter", BlockException.EINVAL);
+        }
+        size = (size + 511) & -512L;
+        int clusterBits = Integer.numberOfTrailingZeros(cs);
+        long l1Entries = Qcow2Header.requiredL1Entries(size, clusterBits, cs / 8);
+        if (l1Entries * 8 > Qcow2Header.MAX_L1_BYTES) {
+            throw new BlockException("Image size is too large for this cluster size", BlockException.EFBIG);
+        }
+
+        // layout: header, refcount table (r clusters), block 0, L1, blocks 1.. (fixed point)
+        long blockEntries = (long) cs * 8 / 16;
+        long l1Clusters = (l1Entries * 8 + cs - 1) / cs;
+        long r = 1;
+        long blocks = 1;
+        while (true) {
+            long total = 1 + r + 1 + l1Clusters + (blocks - 1);
+            long nb = (total + blockEntries - 1) / blockEntries;
+            long nr = (nb * 8 + cs - 1) / cs;
+            if (nb == blocks && nr == r) {
+                break;
+            }
+            blocks = nb;
+            r = nr;
+        }
+        long total = 1 + r + 1 + l1Clusters + (blocks - 1);
+        long reftableOffset = (long) cs;
+        long l1Offset = l1Entries == 0 ? 0 : (2 + r) * (long) cs;
+        long[] blockOffsets = new long[(int) blocks];
+        blockOffsets[0] = (1 + r) * (long) cs;
+        for (int j = 1; j < blocks; j++) {
+            blockOffsets[j] = (2 + r + l1Clusters + j - 1) * cs;
+        }
+
+        List<Qcow2Header.HeaderExtension> exts = new ArrayList<>();
+        if (o.backingFile() != null) {
+            exts.add(new Qcow2Header.HeaderExtension(
+                    Qcow2Header.EXT_BACKING_FORMAT, o.backingFormat().getBytes(StandardCharsets.UTF_8)));
+        }
+        // qemu-img 7.2 writes the feature name table only with clusters of 8 KiB and more
+        if (cs >= 8192) {
+            exts.add(new Qcow2Header.HeaderExtension(Qcow2Header.EXT_FEATURE_TABLE, featureTable()));
+        }
+        Qcow2Header header = new Qcow2Header(
+                3,
+                0,
+                0,
+                clusterBits,
+                size,
+                0,
+                (int) l1Entries,
+                l1Offset,
+                reftableOffset,
+                (int) r,
+                0,
+                0,
+                0,
+                o.lazyRefcounts() ? Qcow2Header.COMPAT_LAZY_REFCOUNTS : 0,
+                0,
+                4,
+                Qcow2Header.V3_DEFAULT_HEADER_LENGTH,
+                Qcow2Header.COMPRESSION_DEFLATE,
+                new byte[Qcow2Header.V3_DEFAULT_HEADER_LENGTH - Qcow2Header.V3_HEADER_LENGTH],
+                exts,
+                o.backingFile());
+
+        try (FileChannel ch = FileChannel.open(
+                path, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            writeFully(ch, ByteBuffer.wrap(header.encode()), 0);
+            ByteBuffer table = ByteBuffer.allocate((int) (r * cs));
+            for (int j = 0; j < blocks; j++) {
+                table.putLong(8 * j, blockOffsets[j]);
+            }
+            writeFully(ch, table, reftableOffset);
+            for (int j = 0; j < blocks; j++) {
+                ByteBuffer b = ByteBuffer.allocate(cs);
+                for (long c = j * blockEntries; c < Math.min(total, (j + 1) * blockEntries); c++) {
+                    b.putShort((int) (2 * (c - j * blockEntries)), (short) 1);
+                }
+                writeFully(ch, b, blockOffsets[j]);
+            }
+            if (l1Entries > 0) {
+                writeFully(ch, ByteBuffer.allocate((int) (l1Entries * 8)), l1Offset);
+            }
+        }
+        if (o.preallocation() == Preallocation.METADATA && size > 0) {
+            long end;
+            try (BlockGraph graph = Drivers.newGraph();
+                    BlockNode node = graph.openImage(path.toString(), "qcow2", OpenFlags.READ_WRITE)) {
+                end = ((Qcow2Driver) node.driver()).preallocateMetadata();
+            }
+            // grown with ftruncate, as qemu-img does, so the data clusters stay holes
+            try (RandomAccessFile f = new RandomAccessFile(path.toFile(), "rw")) {
+                if (f.length() < end) {
+                    f.setLength(end);
+                }
+                f.getFD().sync();
+            }
+        }
+    }
+
+    private static long backingSize(Path image, String backingFile, String backingFormat) throws IOException {
+        Path resolved = OpenContext.resolveBacking(image, backingFile);
+        try (BlockGraph graph = Drivers.newGraph()) {
+            if (backingFormat == null) {
+                String detected = graph.probe(resolved.toString());
+                throw new BlockException(
+                        "Backing file specified without backing format\nDetected format of " + detected + ".",
+                        BlockException.EINVAL);
+            }
+            try (BlockNode node = graph.openImage(resolved.toString(), backingFormat, new OpenFlags(true, true))) {
+                return node.length();
+            } catch (BlockException e) {
+                throw new BlockException(e.getMessage() + "\nCould not open backing image.", e.errno());
+            }
+        }
+    }
+
+    private static byte[] featureTable() {
+        byte[] t = new byte[48 * FEATURES.size()];
+        for (int i = 0; i < FEATURES.size(); i++) {
+            Qcow2Header.FeatureName f = FEATURES.get(i);
+            t[48 * i] = (byte) f.kind();
+            t[48 * i + 1] = (byte) f.bit();
+            byte[] name = f.name().getBytes(StandardCharsets.US_ASCII);
+            System.arraycopy(name, 0, t, 48 * i + 2, name.length);
+        }
+        return t;
+    }
+
+    private static void writeFully(FileChannel ch, ByteBuffer b, long pos) throws IOException {
+        long p = pos;
+        while (b.hasRemaining()) {
+            p += ch.write(b, p);
+        }
+    }
+}

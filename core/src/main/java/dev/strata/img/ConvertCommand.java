@@ -1,0 +1,160 @@
+package dev.strata.img;
+
+import dev.strata.block.BlockException;
+import dev.strata.block.BlockGraph;
+import dev.strata.block.BlockNode;
+import dev.strata.block.OpenFlags;
+import dev.strata.block.Sizes;
+import dev.strata.block.drivers.Drivers;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code strata img convert}: copies an image into a new (or, with {@code -n}, an existing) image
+ * of another format, keeping holes, with qemu-img convert's flags and checks.
+ *
+ * <p>The copy itself is {@link ImageCopy}: block status says which runs to read at all, zero
+ * detection of the data read says which parts to write.
+ */
+@Command(name = "convert", mixinStandardHelpOptions = true, description = "Convert an image to another format.")
+final class ConvertCommand extends ImgSubcommand {
+    @Option(names = "-f", paramLabel = "FMT", description = "source format (probed when absent)")
+    String sourceFormat;
+
+    @Option(names = "-O", paramLabel = "OUTPUT_FMT", description = "target format: raw or qcow2 (default: raw)")
+    String targetFormat = "raw";
+
+    @Option(names = "-o", paramLabel = "OPTIONS", description = "target format options (cluster_size, ...)")
+    List<String> optionLists = new ArrayList<>();
+
+    @Option(
+            names = "-B",
+            paramLabel = "BACKING_FILE",
+            description = "make the target a copy-on-write overlay of this file")
+    String backingFile;
+
+    @Option(names = "-F", paramLabel = "BACKING_FMT", description = "format of the backing file")
+    String backingFormat;
+
+    @Option(names = "-n", description = "do not create the target (it must exist and be large enough)")
+    boolean noCreate;
+
+    @Option(names = "-c", description = "write compressed clusters (qcow2)")
+    boolean compress;
+
+    @Option(
+            names = "-S",
+            paramLabel = "SPARSE_SIZE",
+            description = "consecutive zero bytes that make a hole in the target (default 4k; 0: no holes)")
+    String sparseSizeText = "4k";
+
+    @Option(names = "-q", description = "quiet")
+    boolean quiet;
+
+    @Option(
+            names = {"-U", "--force-share"},
+            description = "open the source in shared mode")
+    boolean forceShare;
+
+    @Option(names = "-t", paramLabel = "CACHE", description = "target cache mode (default: unsafe, no flush)")
+    String cache = "unsafe";
+
+    @Option(
+            names = {"-p", "-W", "-C"},
+            hidden = true,
+            description = "accepted for compatibility, ignored")
+    boolean ignoredFlag;
+
+    @Option(
+            names = {"-T", "-m", "-r"},
+            hidden = true,
+            description = "accepted for compatibility, ignored")
+    List<String> ignoredValues = new ArrayList<>();
+
+    @Parameters(index = "0", paramLabel = "FILENAME")
+    String source;
+
+    @Parameters(index = "1", paramLabel = "OUTPUT_FILENAME")
+    String target;
+
+    @Override
+    int execute() throws Exception {
+        long minSparse = Sizes.parse(sparseSizeText, "sparse size");
+        if (minSparse % 512 != 0 || minSparse > 16L << 20) {
+            throw new ImgFailure("Invalid buffer size for sparse output specified. Valid sizes are multiples of 512"
+                    + " up to 16777216. Select 0 to disable sparse detection (fully allocates output).");
+        }
+        if (noCreate && !optionLists.isEmpty()) {
+            throw new ImgFailure("-o has no effect when skipping image creation");
+        }
+        if (!noCreate && !CreateOptions.canCreate(targetFormat)) {
+            throw new ImgFailure("Unknown file format '" + targetFormat + "'");
+        }
+        try (BlockGraph graph = Drivers.newGraph();
+                BlockNode src =
+                        Images.open(graph, source, sourceFormat, new OpenFlags(true, forceShare), true, err())) {
+            long size = src.length();
+            if (!noCreate) {
+                createTarget(ImageCreation.roundUp512(size));
+            } else if (backingFile != null) {
+                throw new ImgFailure("-B has no effect when skipping image creation");
+            }
+            if (compress && !targetFormat.equals("qcow2")) {
+                throw new ImgFailure("Compression not supported for this file format");
+            }
+            if (compress) {
+                throw new ImgFailure("Strata cannot write compressed qcow2 clusters yet; convert without -c");
+            }
+            try (BlockNode dst = Images.open(graph, target, targetFormat, OpenFlags.READ_WRITE, true, err())) {
+                if (noCreate && dst.length() < size) {
+                    throw new ImgFailure("output file is smaller than input file");
+                }
+                boolean targetIsNew = !noCreate;
+                ImageCopy copy = new ImageCopy(
+                        src, dst, size, minSparse, targetIsNew && backingFile == null, backingFile != null);
+                copy.run();
+                if (!cache.equals("unsafe")) {
+                    dst.flush();
+                }
+            }
+        }
+        return 0;
+    }
+
+    private void createTarget(long size) throws ImgFailure {
+        CreateOptions options;
+        try {
+            options = CreateOptions.parse(targetFormat, optionLists);
+            if (backingFile != null) {
+                if (!options.supports("backing_file")) {
+                    throw new ImgFailure("Backing file not supported for file format '" + targetFormat + "'");
+                }
+                options.set("backing_file", backingFile);
+            }
+            if (backingFormat != null && options.supports("backing_fmt")) {
+                options.set("backing_fmt", backingFormat);
+            }
+        } catch (IllegalArgumentException e) {
+            throw new ImgFailure(e.getMessage());
+        }
+        if (options.get("backing_file").isPresent()) {
+            backingFile = options.get("backing_file").get();
+            if (options.get("backing_fmt").isEmpty()) {
+                throw new ImgFailure("Use of backing file requires explicit backing format");
+            }
+        }
+        options.set("size", Long.toString(size));
+        try {
+            ImageCreation.create(targetFormat, target, size, options, true);
+        } catch (IOException | IllegalArgumentException e) {
+            String msg = e instanceof BlockException || e instanceof IllegalArgumentException
+                    ? e.getMessage()
+                    : e.toString();
+            throw new ImgFailure(target + ": error while converting " + targetFormat + ": " + msg);
+        }
+    }
+}

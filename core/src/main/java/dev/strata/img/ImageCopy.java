@@ -1,0 +1,192 @@
+package dev.strata.img;
+
+import dev.strata.block.BlockNode;
+import dev.strata.block.Extent;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+
+/**
+ * Copies the contents of one node into another of at least the same size, keeping holes: the
+ * engine of {@code convert}.
+ *
+ * <p>Runs that block status reports as zeros are never read; runs of data are read and scanned,
+ * and only the parts that are not zero (in blocks of the sparse size, or of the target's cluster
+ * when that is larger, so a qcow2 target gets whole clusters) are written. On a target that starts
+ * out zero (new, without backing file) zeros are skipped; otherwise they are written as zero
+ * requests that may unmap. With a backing file on the target, runs the source does not hold in
+ * its own top layer are left unallocated so that the backing file shows through, as qemu-img does.
+ *
+ * <p>Concurrency: the calling thread reads (block status and data) while one writer thread scans
+ * and writes; they hand over {@value #BUFFERS} reused buffers of {@value #BUF_SIZE} bytes through
+ * two queues. A failure on either side stops both and is rethrown here.
+ */
+final class ImageCopy {
+    static final int BUF_SIZE = 2 << 20;
+    static final int BUFFERS = 4;
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(BUF_SIZE).asReadOnlyBuffer();
+
+    /** One unit of work for the writer: data in a buffer, or a run that reads as zeros. */
+    private record Task(long offset, long length, ByteBuffer data) {}
+
+    private static final Task END = new Task(-1, 0, null);
+
+    private final BlockNode src;
+    private final BlockNode dst;
+    private final long size;
+    private final int granularity;
+    private final boolean fullyAllocate;
+    private final boolean targetZeroInit;
+    private final boolean targetHasBacking;
+
+    private final BlockingQueue<ByteBuffer> free = new ArrayBlockingQueue<>(BUFFERS);
+    private final BlockingQueue<Task> work = new ArrayBlockingQueue<>(BUFFERS + 1);
+    private volatile Throwable writerFailure;
+
+    /**
+     * @param minSparse zero bytes in a row that may stay a hole (qemu-img's -S); 0 writes everything
+     * @param targetZeroInit the target reads as zeros everywhere before the copy
+     * @param targetHasBacking the target has a backing file that matches the source's
+     */
+    ImageCopy(
+            BlockNode src, BlockNode dst, long size, long minSparse, boolean targetZeroInit, boolean targetHasBacking) {
+        this.src = src;
+        this.dst = dst;
+        this.size = size;
+        this.fullyAllocate = minSparse == 0;
+        this.granularity = (int) Math.min(BUF_SIZE, Math.max(Math.max(minSparse, 512), dst.clusterSize()));
+        this.targetZeroInit = targetZeroInit && !targetHasBacking;
+        this.targetHasBacking = targetHasBacking;
+    }
+
+    void run() throws IOException, InterruptedException {
+        for (int i = 0; i < BUFFERS; i++) {
+            free.add(ByteBuffer.allocateDirect(BUF_SIZE));
+        }
+        Thread writer = Thread.ofPlatform().name("strata-convert-writer").start(this::writeLoop);
+        try {
+            readLoop();
+        } finally {
+            work.put(END);
+            writer.join();
+        }
+        if (writerFailure != null) {
+            switch (writerFailure) {
+                case IOException e -> throw e;
+                case RuntimeException e -> throw e;
+                case Error e -> throw e;
+                default -> throw new IOException(writerFailure);
+            }
+        }
+    }
+
+    private void readLoop() throws IOException, InterruptedException {
+        ExtentCursor cursor = new ExtentCursor(src, size);
+        long pos = 0;
+        while (pos < size && writerFailure == null) {
+            Extent e = cursor.at(pos);
+            long end = e.end();
+            boolean inBacking = e.depth() > 0 || e.kind() == Extent.Kind.UNALLOCATED;
+            if (targetHasBacking && inBacking) {
+                pos = end;
+                continue;
+            }
+            if (e.isZero() && !fullyAllocate) {
+                work.put(new Task(pos, end - pos, null));
+                pos = end;
+                continue;
+            }
+            while (pos < end && writerFailure == null) {
+                int n = (int) Math.min(BUF_SIZE, end - pos);
+                ByteBuffer buf = free.take();
+                buf.clear().limit(n);
+                if (e.isZero()) {
+                    buf.put(ZEROS.duplicate().limit(n));
+                } else {
+                    src.read(pos, buf);
+                }
+                buf.flip();
+                work.put(new Task(pos, n, buf));
+                pos += n;
+            }
+        }
+    }
+
+    private void writeLoop() {
+        while (true) {
+            Task t;
+            try {
+                t = work.take();
+            } catch (InterruptedException e) {
+                writerFailure = e;
+                return;
+            }
+            if (t == END) {
+                return;
+            }
+            try {
+                if (writerFailure == null) {
+                    if (t.data() == null) {
+                        writeZeros(t.offset(), t.length());
+                    } else {
+                        writeData(t.offset(), t.data());
+                    }
+                }
+            } catch (IOException | RuntimeException e) {
+                writerFailure = e;
+            } finally {
+                if (t.data() != null) {
+                    free.add(t.data());
+                }
+            }
+        }
+    }
+
+    private void writeZeros(long offset, long length) throws IOException {
+        if (!targetZeroInit) {
+            dst.writeZeroes(offset, length, true);
+        }
+    }
+
+    /** Writes the non-zero parts of {@code buf} (data for [offset, offset+remaining)). */
+    private void writeData(long offset, ByteBuffer buf) throws IOException {
+        int n = buf.remaining();
+        if (fullyAllocate) {
+            dst.write(offset, buf);
+            return;
+        }
+        // blocks are aligned to the image, so a hole in the target always covers whole blocks
+        int i = 0;
+        while (i < n) {
+            int blockEnd = (int) Math.min(n, alignUp(offset + i + 1, granularity) - offset);
+            boolean zero = isZero(buf, i, blockEnd);
+            int runEnd = blockEnd;
+            while (runEnd < n) {
+                int next = (int) Math.min(n, runEnd + granularity);
+                if (isZero(buf, runEnd, next) != zero) {
+                    break;
+                }
+                runEnd = next;
+            }
+            if (zero) {
+                writeZeros(offset + i, runEnd - i);
+            } else {
+                dst.write(offset + i, buf.duplicate().limit(runEnd).position(i));
+            }
+            i = runEnd;
+        }
+    }
+
+    private static boolean isZero(ByteBuffer buf, int from, int to) {
+        return buf.duplicate()
+                        .limit(to)
+                        .position(from)
+                        .mismatch(ZEROS.duplicate().limit(to - from))
+                < 0;
+    }
+
+    private static long alignUp(long v, long a) {
+        return (v + a - 1) / a * a;
+    }
+}

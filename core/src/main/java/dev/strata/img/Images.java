@@ -1,0 +1,70 @@
+package dev.strata.img;
+
+import dev.strata.block.BlockException;
+import dev.strata.block.BlockGraph;
+import dev.strata.block.BlockNode;
+import dev.strata.block.BlockOptions;
+import dev.strata.block.OpenFlags;
+import java.io.IOException;
+import java.io.PrintWriter;
+
+/**
+ * Opens the images named on a {@code strata img} command line as qemu-img opens them: the format
+ * given or probed, errors worded "Could not open 'FILE': reason", and the warning qemu-img prints
+ * when a probed raw image is opened for writing.
+ *
+ * <p>Nodes opened here are auto-named and so not kept by the graph: the caller closes them.
+ */
+final class Images {
+    private Images() {}
+
+    /**
+     * Opens {@code filename}. With {@code openBacking} false, a qcow2 image is opened without its
+     * backing chain (as qemu-img info does, so that a missing backing file does not hide the image).
+     */
+    static BlockNode open(
+            BlockGraph graph, String filename, String format, OpenFlags flags, boolean openBacking, PrintWriter err)
+            throws ImgFailure {
+        String fmt = format;
+        try {
+            if (fmt != null && !graph.hasDriver(fmt)) {
+                throw new ImgFailure("Could not open '" + filename + "': Unknown driver '" + fmt + "'");
+            }
+            if (fmt == null) {
+                fmt = graph.probe(filename);
+                if (fmt.equals("raw") && !flags.readOnly()) {
+                    err.println(
+                            "WARNING: Image format was not specified for '" + filename + "' and probing guessed raw.");
+                    err.println("         Automatically detecting the format is dangerous for raw images,"
+                            + " write operations on block 0 will be restricted.");
+                    err.println("         Specify the 'raw' format explicitly to remove the restrictions.");
+                }
+            }
+            BlockOptions options = BlockOptions.empty()
+                    .put("driver", fmt)
+                    .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename))
+                    .put("read-only", flags.readOnly())
+                    .put("force-share", flags.forceShare());
+            if (!openBacking && supportsBacking(fmt)) {
+                options.put("backing", null);
+            }
+            return graph.add(options);
+        } catch (IOException e) {
+            throw new ImgFailure("Could not open '" + filename + "': " + e.getMessage());
+        }
+    }
+
+    /** Formats whose images may name a backing file. */
+    static boolean supportsBacking(String format) {
+        return format.equals("qcow2");
+    }
+
+    /** Closes a node, turning a failure to write back its metadata into a reportable error. */
+    static void close(BlockNode node) throws BlockException {
+        try {
+            node.close();
+        } catch (IOException e) {
+            throw new BlockException("Failed to close '" + node.filename() + "': " + e.getMessage(), e);
+        }
+    }
+}
