@@ -93,7 +93,10 @@ public final class HBitmap {
         return leaves().get(index);
     }
 
-    /** Sets bits {@code [start, start+n)}. Lock-free. */
+    /**
+     * Sets bits {@code [start, start+n)}. Lock-free. Words whose bits are all set already are only
+     * read: a concurrent {@link #reset} may then clear them, which orders this set before it.
+     */
     public void set(long start, long n) {
         checkRange(start, n);
         PagedWords leaves = leaves();
@@ -102,6 +105,11 @@ public final class HBitmap {
             long word = bit >>> SHIFT;
             long wordEnd = Math.min(end, (word + 1) << SHIFT);
             long mask = mask(bit, wordEnd);
+            if ((leaves.get(word) & mask) == mask) {
+                // already dirty (the common case for a busy disk): a read, no atomic write
+                bit = wordEnd;
+                continue;
+            }
             long old = leaves.getAndOr(word, mask);
             long added = Long.bitCount(mask & ~old);
             if (added != 0) {
