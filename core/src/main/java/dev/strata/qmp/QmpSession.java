@@ -121,7 +121,8 @@ public final class QmpSession {
 
     /** Queues one message for the client. */
     void send(Map<String, Object> message) {
-        String text = pretty ? JsonWriter.writePretty(message) : JsonWriter.write(message);
+        // QEMU's monitor ends every output line with CRLF, the lines inside a pretty message too
+        String text = pretty ? JsonWriter.writePretty(message).replace("\n", "\r\n") : JsonWriter.write(message);
         byte[] bytes = text.getBytes(StandardCharsets.US_ASCII);
         enqueue(new Bytes(bytes), bytes.length);
     }

@@ -314,4 +314,36 @@ class QmpProtocolTest {
         }
         assertThat(quit).isTrue();
     }
+
+    /** Bytes recorded from qemu-storage-daemon 7.2 with --monitor chardev=c,pretty=on. */
+    @Test
+    void prettyMonitorsIndentAsQemuDoes() throws IOException {
+        Path prettySocket = dir.resolve("pretty.sock");
+        qmp.listen(prettySocket, true);
+        try (java.nio.channels.SocketChannel ch =
+                java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            ch.connect(java.net.UnixDomainSocketAddress.of(prettySocket));
+            String greeting = readUntil(ch, "}\r\n}\r\n");
+            assertThat(greeting).startsWith("{\r\n    \"QMP\": {\r\n        \"version\": {\r\n");
+            ch.write(java.nio.ByteBuffer.wrap("{\"execute\":\"qmp_capabilities\"}\n".getBytes()));
+            assertThat(readUntil(ch, "}\r\n}\r\n")).isEqualTo("{\r\n    \"return\": {\r\n    }\r\n}\r\n");
+            ch.write(java.nio.ByteBuffer.wrap("{\"execute\":\"nope\"}\n".getBytes()));
+            assertThat(readUntil(ch, "}\r\n}\r\n"))
+                    .isEqualTo("{\r\n    \"error\": {\r\n        \"class\": \"CommandNotFound\",\r\n"
+                            + "        \"desc\": \"The command nope has not been found\"\r\n    }\r\n}\r\n");
+        }
+    }
+
+    private static String readUntil(java.nio.channels.SocketChannel ch, String end) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(1);
+        while (!sb.toString().endsWith(end)) {
+            b.clear();
+            if (ch.read(b) < 0) {
+                break;
+            }
+            sb.append((char) b.get(0));
+        }
+        return sb.toString();
+    }
 }
