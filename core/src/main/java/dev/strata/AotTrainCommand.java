@@ -44,6 +44,11 @@ public final class AotTrainCommand implements Callable<Integer> {
             for (String[] step : steps) {
                 Main.run(sink, sink, step);
             }
+            try {
+                dev.strata.daemon.DaemonTraining.run(dir, copy);
+            } catch (Exception e) {
+                throw new IOException("daemon training failed", e);
+            }
             return 0;
         } finally {
             try (Stream<Path> files = Files.walk(dir)) {

@@ -1,5 +1,6 @@
 package dev.strata;
 
+import dev.strata.daemon.DaemonCommand;
 import dev.strata.img.ImgCommand;
 import java.io.IOException;
 import java.io.InputStream;
@@ -7,13 +8,13 @@ import java.util.Properties;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The {@code strata} command line: {@code img} (qemu-img's work) and, later, the daemon and demo. */
+/** The {@code strata} command line: {@code img} (qemu-img's work), {@code daemon} and, later, the demo. */
 @Command(
         name = "strata",
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Block-storage daemon with dirty bitmaps and incremental backup.",
-        subcommands = {ImgCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ImgCommand.class, DaemonCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -58,7 +58,12 @@ class ArchitectureTest {
                 .resideInAnyPackage("dev.strata.block..")
                 .should()
                 .dependOnClassesThat()
-                .resideInAnyPackage("dev.strata.img..", "dev.strata.daemon..", "com.fasterxml.jackson..", "picocli..")
+                .resideInAnyPackage(
+                        "dev.strata.img..",
+                        "dev.strata.daemon..",
+                        "dev.strata.qmp..",
+                        "com.fasterxml.jackson..",
+                        "picocli..")
                 .check(classes);
     }
 
@@ -78,5 +83,27 @@ class ArchitectureTest {
                     .allowEmptyShould(true)
                     .check(classes);
         }
+    }
+
+    @Test
+    void qmpProtocolAndSchemaKnowNoBlockLayerAndNoDaemon() {
+        noClasses()
+                .that()
+                .resideInAnyPackage("dev.strata.qmp", "dev.strata.qmp.json..", "dev.strata.qmp.schema..")
+                .should()
+                .dependOnClassesThat()
+                .resideInAnyPackage("dev.strata.block..", "dev.strata.daemon..", "dev.strata.img..", "picocli..")
+                .check(classes);
+    }
+
+    @Test
+    void qmpCommandsAreNotTheDaemon() {
+        noClasses()
+                .that()
+                .resideInAPackage("dev.strata.qmp..")
+                .should()
+                .dependOnClassesThat()
+                .resideInAnyPackage("dev.strata.daemon..", "dev.strata.img..", "picocli..")
+                .check(classes);
     }
 }

@@ -1,7 +1,5 @@
 package dev.strata.bitmap;
 
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -10,11 +8,15 @@ import java.util.concurrent.atomic.AtomicLong;
  * single top word. Finding the next set bit skips empty regions 64, 4096, 262144... bits at a time,
  * so iteration over a huge, sparse bitmap costs what its set bits cost, not its size.
  *
+ * <p>Memory: every level is a {@link PagedWords}, whose 4 KiB pages are allocated on first write;
+ * an empty bitmap of 2^40 bits costs a few hundred bytes, a full one about 1.016 bits per bit (the
+ * leaves plus 1/64 + 1/4096 + ... for the levels above, plus page directories). Up to 2^58 bits.
+ *
  * <p>Concurrency: {@link #set} needs no lock. Leaf words change with atomic read-modify-write, the
  * upper levels are OR-ed after the leaf, and {@link #count} is adjusted by exactly the bits each
  * update flipped. {@link #reset} may run concurrently with {@code set}: after clearing a summary
- * bit it re-reads the leaf and restores the summary when a concurrent set got in between, so a set
- * bit is never hidden from iteration. Several concurrent resets, or resets concurrent with
+ * bit it re-reads the word below and restores the summary when a concurrent set got in between, so
+ * a set bit is never hidden from iteration. Several concurrent resets, or resets concurrent with
  * iteration, are serialised by the caller (the owning dirty bitmap's lock).
  *
  * <p>Invariants: {@code count()} equals the number of set leaf bits whenever no update is in
@@ -24,18 +26,19 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class HBitmap {
     private static final int SHIFT = 6;
     private static final int BITS = 64;
-    private static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
+    /** The largest size {@link PagedWords} can hold at its leaf level. */
+    public static final long MAX_SIZE = 1L << 58;
 
     // set at construction, never changed
     private final long size;
     /** levels[0] is the top (one word); levels[depth-1] holds the leaf bits. */
-    private final long[][] levels;
+    private final PagedWords[] levels;
 
     private final AtomicLong count = new AtomicLong();
 
     /** A bitmap of {@code size} bits, all clear. */
     public HBitmap(long size) {
-        if (size < 0 || size > (long) Integer.MAX_VALUE * BITS) {
+        if (size < 0 || size > MAX_SIZE) {
             throw new IllegalArgumentException("bitmap size out of range: " + size);
         }
         this.size = size;
@@ -43,10 +46,10 @@ public final class HBitmap {
         for (long words = wordsFor(size); words > 1; words = wordsFor(words)) {
             depth++;
         }
-        levels = new long[depth][];
+        levels = new PagedWords[depth];
         long words = wordsFor(size);
         for (int l = depth - 1; l >= 0; l--) {
-            levels[l] = new long[(int) Math.max(1, words)];
+            levels[l] = new PagedWords(Math.max(1, words));
             words = wordsFor(words);
         }
     }
@@ -68,20 +71,46 @@ public final class HBitmap {
         return count.get() == 0;
     }
 
-    public boolean get(long bit) {
-        checkBit(bit);
-        return (word(leaves(), (int) (bit >>> SHIFT)) & (1L << bit)) != 0;
+    /** Bytes of memory the bitmap holds now, all levels included (an estimate of JVM object sizes). */
+    public long memoryBytes() {
+        long total = 0;
+        for (PagedWords l : levels) {
+            total += l.allocatedBytes();
+        }
+        return total;
     }
 
-    /** Sets bits {@code [start, start+n)}. Lock-free. */
+    public boolean get(long bit) {
+        checkBit(bit);
+        return (leaves().get(bit >>> SHIFT) & (1L << bit)) != 0;
+    }
+
+    /** The leaf word holding bits {@code [64*index, 64*index+64)}, bit i of the word being bit 64*index+i. */
+    public long word(long index) {
+        if (index < 0 || index >= leaves().length()) {
+            throw new IndexOutOfBoundsException("word " + index + " outside bitmap of " + size + " bits");
+        }
+        return leaves().get(index);
+    }
+
+    /**
+     * Sets bits {@code [start, start+n)}. Lock-free. Words whose bits are all set already are only
+     * read: a concurrent {@link #reset} may then clear them, which orders this set before it.
+     */
     public void set(long start, long n) {
         checkRange(start, n);
+        PagedWords leaves = leaves();
         long end = start + n;
         for (long bit = start; bit < end; ) {
-            int word = (int) (bit >>> SHIFT);
-            long wordEnd = Math.min(end, ((long) word + 1) << SHIFT);
+            long word = bit >>> SHIFT;
+            long wordEnd = Math.min(end, (word + 1) << SHIFT);
             long mask = mask(bit, wordEnd);
-            long old = getAndOr(leaves(), word, mask);
+            if ((leaves.get(word) & mask) == mask) {
+                // already dirty (the common case for a busy disk): a read, no atomic write
+                bit = wordEnd;
+                continue;
+            }
+            long old = leaves.getAndOr(word, mask);
             long added = Long.bitCount(mask & ~old);
             if (added != 0) {
                 count.addAndGet(added);
@@ -93,16 +122,16 @@ public final class HBitmap {
         }
     }
 
-    /** Clears bits {@code [start, start+n)}. */
+    /** Clears bits {@code [start, start+n)}; costs what the set bits in the range cost. */
     public void reset(long start, long n) {
         checkRange(start, n);
+        PagedWords leaves = leaves();
         long end = start + n;
-        long[] leaves = leaves();
-        for (long bit = start; bit < end; ) {
-            int word = (int) (bit >>> SHIFT);
-            long wordEnd = Math.min(end, ((long) word + 1) << SHIFT);
+        for (long bit = start < end ? nextSet(start) : -1; bit >= 0 && bit < end; ) {
+            long word = bit >>> SHIFT;
+            long wordEnd = Math.min(end, (word + 1) << SHIFT);
             long mask = mask(bit, wordEnd);
-            long old = getAndAnd(leaves, word, ~mask);
+            long old = leaves.getAndAnd(word, ~mask);
             long removed = Long.bitCount(mask & old);
             if (removed != 0) {
                 count.addAndGet(-removed);
@@ -110,7 +139,7 @@ public final class HBitmap {
                     clearSummary(word);
                 }
             }
-            bit = wordEnd;
+            bit = wordEnd >= end || wordEnd >= size ? -1 : nextSet(wordEnd);
         }
     }
 
@@ -124,11 +153,23 @@ public final class HBitmap {
         if (other.size != size) {
             throw new IllegalArgumentException("bitmap sizes differ: " + size + " vs " + other.size);
         }
+        PagedWords mine = leaves();
+        PagedWords theirs = other.leaves();
         for (long bit = other.nextSet(0); bit >= 0; ) {
-            long clear = other.nextClear(bit);
-            long end = clear < 0 ? size : clear;
-            set(bit, end - bit);
-            bit = end >= size ? -1 : other.nextSet(end);
+            long word = bit >>> SHIFT;
+            long bits = theirs.get(word);
+            if (bits != 0) {
+                long old = mine.getAndOr(word, bits);
+                long added = Long.bitCount(bits & ~old);
+                if (added != 0) {
+                    count.addAndGet(added);
+                }
+                if (old == 0) {
+                    markSummary(word);
+                }
+            }
+            long next = (word + 1) << SHIFT;
+            bit = next >= size ? -1 : other.nextSet(next);
         }
     }
 
@@ -146,7 +187,7 @@ public final class HBitmap {
         int level = leafLevel;
         while (true) {
             long index = pos >>> SHIFT;
-            long word = word(levels[level], (int) index) & (-1L << pos);
+            long word = levels[level].get(index) & (-1L << pos);
             if (word != 0) {
                 pos = (index << SHIFT) + Long.numberOfTrailingZeros(word);
                 break;
@@ -157,18 +198,18 @@ public final class HBitmap {
             // move to the next word of this level: its summary bit is index + 1 one level up
             pos = index + 1;
             level--;
-            if (pos >= (long) levels[level].length << SHIFT) {
+            if (pos >= levels[level].length() << SHIFT) {
                 return -1;
             }
         }
         // descend: pos is a set bit at 'level'; each summary bit names a word one level down
         while (level < leafLevel) {
             level++;
-            long word = word(levels[level], (int) pos);
+            long word = levels[level].get(pos);
             if (word == 0) {
                 // a stale summary bit (its word was just cleared): continue after that word
                 long next = (pos + 1) << (SHIFT * (leafLevel - level + 1));
-                return next >= size ? -1 : nextSet(next);
+                return next >= size || next <= 0 ? -1 : nextSet(next);
             }
             pos = (pos << SHIFT) + Long.numberOfTrailingZeros(word);
         }
@@ -180,15 +221,15 @@ public final class HBitmap {
         if (from < 0) {
             throw new IllegalArgumentException("negative bit " + from);
         }
-        long[] leaves = leaves();
+        PagedWords leaves = leaves();
         for (long pos = from; pos < size; ) {
-            int index = (int) (pos >>> SHIFT);
-            long word = ~word(leaves, index) & (-1L << pos);
+            long index = pos >>> SHIFT;
+            long word = ~leaves.get(index) & (-1L << pos);
             if (word != 0) {
-                long bit = ((long) index << SHIFT) + Long.numberOfTrailingZeros(word);
+                long bit = (index << SHIFT) + Long.numberOfTrailingZeros(word);
                 return bit < size ? bit : -1;
             }
-            pos = ((long) index + 1) << SHIFT;
+            pos = (index + 1) << SHIFT;
         }
         return -1;
     }
@@ -196,25 +237,26 @@ public final class HBitmap {
     /** Number of set bits in {@code [start, start+n)}. */
     public long count(long start, long n) {
         checkRange(start, n);
+        PagedWords leaves = leaves();
         long end = start + n;
         long total = 0;
-        for (long bit = nextSet(start); bit >= 0 && bit < end; ) {
-            int word = (int) (bit >>> SHIFT);
-            long wordEnd = Math.min(end, ((long) word + 1) << SHIFT);
-            total += Long.bitCount(word(leaves(), word) & mask(bit, wordEnd));
-            bit = wordEnd >= end ? -1 : nextSet(wordEnd);
+        for (long bit = start < end ? nextSet(start) : -1; bit >= 0 && bit < end; ) {
+            long word = bit >>> SHIFT;
+            long wordEnd = Math.min(end, (word + 1) << SHIFT);
+            total += Long.bitCount(leaves.get(word) & mask(bit, wordEnd));
+            bit = wordEnd >= end || wordEnd >= size ? -1 : nextSet(wordEnd);
         }
         return total;
     }
 
-    private long[] leaves() {
+    private PagedWords leaves() {
         return levels[levels.length - 1];
     }
 
-    private void markSummary(int leafWord) {
+    private void markSummary(long leafWord) {
         long index = leafWord;
         for (int l = levels.length - 2; l >= 0; l--) {
-            long old = getAndOr(levels[l], (int) (index >>> SHIFT), 1L << index);
+            long old = levels[l].getAndOr(index >>> SHIFT, 1L << index);
             if (old != 0) {
                 return; // the levels above already know this word is non-empty
             }
@@ -222,16 +264,16 @@ public final class HBitmap {
         }
     }
 
-    private void clearSummary(int leafWord) {
+    private void clearSummary(long leafWord) {
         long index = leafWord;
-        long[] below = leaves();
+        PagedWords below = leaves();
         for (int l = levels.length - 2; l >= 0; l--) {
-            int word = (int) (index >>> SHIFT);
+            long word = index >>> SHIFT;
             long bit = 1L << index;
-            long old = getAndAnd(levels[l], word, ~bit);
-            if (word(below, (int) index) != 0) {
+            long old = levels[l].getAndAnd(word, ~bit);
+            if (below.get(index) != 0) {
                 // a concurrent set filled the word after we saw it empty: keep it visible
-                getAndOr(levels[l], word, bit);
+                levels[l].getAndOr(word, bit);
                 return;
             }
             if ((old & ~bit) != 0) {
@@ -240,18 +282,6 @@ public final class HBitmap {
             below = levels[l];
             index = word;
         }
-    }
-
-    private static long word(long[] words, int index) {
-        return (long) WORD.getVolatile(words, index);
-    }
-
-    private static long getAndOr(long[] words, int index, long bits) {
-        return (long) WORD.getAndBitwiseOr(words, index, bits);
-    }
-
-    private static long getAndAnd(long[] words, int index, long bits) {
-        return (long) WORD.getAndBitwiseAnd(words, index, bits);
     }
 
     private static long mask(long from, long to) {

@@ -106,11 +106,20 @@ public final class BlockGraph implements AutoCloseable {
         return best;
     }
 
+    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain, boolean root) throws IOException {
+        return openNode(options, inherited, chain, root, false);
+    }
+
     /**
      * Opens a node. Named nodes and roots (what {@link #add} and {@link #openImage} return) join the
      * graph, so that {@link #close} releases them; unnamed children belong to their parent only.
+     *
+     * @param inheritedUnmap the parent's {@code discard} mode: a child given inline passes guest
+     *     discards on exactly when its parent does, unless it says otherwise (as in QEMU)
      */
-    BlockNode openNode(BlockOptions options, OpenFlags inherited, List<Path> chain, boolean root) throws IOException {
+    BlockNode openNode(
+            BlockOptions options, OpenFlags inherited, List<Path> chain, boolean root, boolean inheritedUnmap)
+            throws IOException {
         String driverName;
         try {
             driverName = options.requireString("driver");
@@ -133,7 +142,12 @@ public final class BlockGraph implements AutoCloseable {
         boolean share = options.bool("force-share", inherited.forceShare());
         boolean noFlush = inherited.noFlush();
         options.get("auto-read-only");
-        options.get("discard");
+        boolean unmap = switch (options.get("discard")) {
+            case null -> inheritedUnmap;
+            case String d when d.equals("unmap") || d.equals("on") -> true;
+            case String d when d.equals("ignore") || d.equals("off") -> false;
+            default -> throw new BlockException("Invalid discard option", BlockException.EINVAL);
+        };
         options.get("detect-zeroes");
         if (options.child("cache").isPresent()) {
             BlockOptions cache = options.child("cache").get();
@@ -148,7 +162,7 @@ public final class BlockGraph implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
-        OpenContext ctx = new OpenContext(this, flags, chain);
+        OpenContext ctx = new OpenContext(this, flags, chain, unmap);
         BlockDriver d;
         try {
             d = driver.factory().open(options, ctx);
@@ -166,7 +180,7 @@ public final class BlockGraph implements AutoCloseable {
                     "Block format '" + driverName + "' does not support the option '" + unused.getFirst() + "'",
                     BlockException.EINVAL);
         }
-        BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()), flags.noFlush());
+        BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()), unmap, flags.noFlush());
         if (!auto || root) {
             synchronized (this) {
                 if (nodes.containsKey(name)) {
@@ -208,16 +222,35 @@ public final class BlockGraph implements AutoCloseable {
         return List.copyOf(nodes.values());
     }
 
-    /** Closes a named node and drops it from the graph (blockdev-del). */
+    /**
+     * Closes a named node and drops it from the graph (blockdev-del); refused, as in QEMU, while
+     * another node uses it as a child.
+     */
     public void remove(String nodeName) throws IOException {
         BlockNode node;
         synchronized (this) {
-            node = nodes.remove(nodeName);
-        }
-        if (node == null) {
-            throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
+            node = nodes.get(nodeName);
+            if (node == null) {
+                throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
+            }
+            for (BlockNode other : nodes.values()) {
+                if (other != node && uses(other, node)) {
+                    throw new BlockException("Block device " + nodeName + " is in use");
+                }
+            }
+            nodes.remove(nodeName);
         }
         node.close();
+    }
+
+    /** Whether {@code child} is below {@code parent} (directly or through the parent's own children). */
+    private static boolean uses(BlockNode parent, BlockNode child) {
+        for (BlockNode c : parent.children().values()) {
+            if (c == child || uses(c, child)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Closes every node, most recently opened first. */

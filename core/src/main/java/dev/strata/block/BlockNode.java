@@ -1,5 +1,7 @@
 package dev.strata.block;
 
+import dev.strata.block.dirty.BitmapException;
+import dev.strata.block.dirty.DirtyBitmaps;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -15,6 +17,21 @@ import java.util.Optional;
  * backing chain for block status. Children that the node opened itself (a nested {@code file}
  * definition, a backing file named in the image) are owned and closed with it; children given by
  * node-name belong to the graph.
+ *
+ * <p>Dirty tracking (ARCHITECTURE.md invariant 1): every write, zero-write and discard marks the
+ * node's recording bitmaps for the whole range after the driver call and before the call returns,
+ * whether the driver succeeded or not (a failed write may have changed part of the range; a bitmap
+ * may over-report, never under-report). After, not before, because of the successor a backup
+ * freezes its bitmap with: a write still in flight when the job starts may land after the job's
+ * point in time, so it must be marked in the successor that exists once the job has started,
+ * which only a mark made after the data landed is sure to reach. A write that landed before the
+ * job started but is marked after is in the successor only; the backup then keeps the old
+ * contents of that cluster, which is a valid state for a write not yet acknowledged, and the next
+ * incremental copies the new ones. For the same reason a {@code block-dirty-bitmap-clear} racing a
+ * write never loses it.
+ *
+ * <p>I/O gate: every request enters the node's {@link IoGate} for its duration, so {@link #drain}
+ * can wait for the node to be idle and hold new requests back (blockdev-del, transactions).
  */
 public final class BlockNode implements AutoCloseable {
     // set at open, never changed
@@ -22,18 +39,31 @@ public final class BlockNode implements AutoCloseable {
     private final boolean autoNamed;
     private final BlockDriver driver;
     private final List<BlockNode> owned;
+    private final DirtyBitmaps bitmaps = new DirtyBitmaps();
+    private final IoGate gate = new IoGate();
+    /** QEMU's {@code discard=unmap}: pass discards on; with {@code ignore} they do nothing at all. */
+    private final boolean unmap;
+    /** QEMU's {@code cache.no-flush} (qemu-img {@code -t unsafe}): flush is a no-op on this node. */
     private final boolean noFlush;
+
     private volatile boolean closed;
 
     BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned) {
-        this(nodeName, autoNamed, driver, owned, false);
+        this(nodeName, autoNamed, driver, owned, true, false);
     }
 
-    BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned, boolean noFlush) {
+    BlockNode(
+            String nodeName,
+            boolean autoNamed,
+            BlockDriver driver,
+            List<BlockNode> owned,
+            boolean unmap,
+            boolean noFlush) {
         this.nodeName = nodeName;
         this.autoNamed = autoNamed;
         this.driver = driver;
         this.owned = List.copyOf(owned);
+        this.unmap = unmap;
         this.noFlush = noFlush;
     }
 
@@ -87,9 +117,32 @@ public final class BlockNode implements AutoCloseable {
         return driver.clusterSize();
     }
 
+    /** The node's dirty bitmaps (QMP's block-dirty-bitmap-* commands act on these). */
+    public DirtyBitmaps bitmaps() {
+        return bitmaps;
+    }
+
+    /**
+     * Waits until no request is in flight on this node and holds new ones back until the result
+     * is closed; the calling thread may still issue requests meanwhile.
+     */
+    public IoGate.Drained drain() {
+        return gate.drain();
+    }
+
+    /** Requests in flight on this node now. */
+    public long inFlight() {
+        return gate.inFlight();
+    }
+
     public void read(long offset, ByteBuffer dst) throws IOException {
         checkRange(offset, dst.remaining());
-        driver.read(offset, dst);
+        enter();
+        try {
+            driver.read(offset, dst);
+        } finally {
+            gate.leave();
+        }
     }
 
     public void read(long offset, byte[] buf, int off, int len) throws IOException {
@@ -98,8 +151,15 @@ public final class BlockNode implements AutoCloseable {
 
     public void write(long offset, ByteBuffer src) throws IOException {
         checkWritable();
-        checkRange(offset, src.remaining());
-        driver.write(offset, src);
+        long length = src.remaining();
+        checkRange(offset, length);
+        enter();
+        try {
+            driver.write(offset, src);
+        } finally {
+            bitmaps.markDirty(offset, length);
+            gate.leave();
+        }
     }
 
     public void write(long offset, byte[] buf, int off, int len) throws IOException {
@@ -110,28 +170,57 @@ public final class BlockNode implements AutoCloseable {
         checkWritable();
         checkRange(offset, length);
         if (length > 0) {
-            driver.writeZeroes(offset, length, mayUnmap);
+            enter();
+            try {
+                driver.writeZeroes(offset, length, mayUnmap);
+            } finally {
+                bitmaps.markDirty(offset, length);
+                gate.leave();
+            }
         }
     }
 
     public void discard(long offset, long length) throws IOException {
         checkWritable();
         checkRange(offset, length);
-        if (length > 0) {
-            driver.discard(offset, length);
+        // discard=ignore (QEMU's default): the data stays as it was, so there is nothing to track
+        if (length > 0 && unmap) {
+            enter();
+            try {
+                driver.discard(offset, length);
+            } finally {
+                // discarded data reads back differently (zeros or backing data): it changed
+                bitmaps.markDirty(offset, length);
+                gate.leave();
+            }
         }
     }
 
+    /** Changes the virtual size; with the node drained, the bitmaps follow (new area clean). */
     public void truncate(long newLength) throws IOException {
         checkWritable();
-        driver.truncate(newLength);
+        try (IoGate.Drained d = gate.drain()) {
+            ensureOpen();
+            driver.truncate(newLength);
+            try {
+                bitmaps.resize(newLength);
+            } catch (BitmapException e) {
+                throw new BlockException(e.getMessage(), BlockException.EINVAL);
+            }
+        }
     }
 
     /** Makes completed writes durable, unless the node was opened with no-flush (cache=unsafe). */
     public void flush() throws IOException {
-        ensureOpen();
-        if (!noFlush) {
+        if (noFlush) {
+            ensureOpen();
+            return;
+        }
+        enter();
+        try {
             driver.flush();
+        } finally {
+            gate.leave();
         }
     }
 
@@ -141,6 +230,15 @@ public final class BlockNode implements AutoCloseable {
      */
     public List<Extent> blockStatus(long offset, long length) throws IOException {
         checkRange(offset, length);
+        enter();
+        try {
+            return blockStatusInGate(offset, length);
+        } finally {
+            gate.leave();
+        }
+    }
+
+    private List<Extent> blockStatusInGate(long offset, long length) throws IOException {
         List<Extent> out = new ArrayList<>();
         long pos = offset;
         long end = offset + length;
@@ -232,17 +330,31 @@ public final class BlockNode implements AutoCloseable {
         }
     }
 
+    /** Enters the gate; a node closed meanwhile refuses (close drains, so nothing slips past it). */
+    private void enter() throws BlockException {
+        gate.enter();
+        if (closed) {
+            gate.leave();
+            throw new BlockException("Node '" + nodeName + "' is closed");
+        }
+    }
+
     public boolean isClosed() {
         return closed;
     }
 
-    /** Closes the driver (which writes back what it caches), then the children this node opened. */
+    /**
+     * Waits for requests in flight, then closes the driver (which writes back what it caches),
+     * then the children this node opened. Requests that arrive meanwhile fail as closed.
+     */
     @Override
     public void close() throws IOException {
         if (closed) {
             return;
         }
-        closed = true;
+        try (IoGate.Drained d = gate.drain()) {
+            closed = true;
+        }
         IOException failure = null;
         try {
             driver.close();

@@ -17,12 +17,14 @@ public final class OpenContext {
     private final BlockGraph graph;
     private final OpenFlags flags;
     private final List<Path> chain;
+    private final boolean unmap;
     private final List<BlockNode> opened = new ArrayList<>();
 
-    OpenContext(BlockGraph graph, OpenFlags flags, List<Path> chain) {
+    OpenContext(BlockGraph graph, OpenFlags flags, List<Path> chain, boolean unmap) {
         this.graph = graph;
         this.flags = flags;
         this.chain = chain;
+        this.unmap = unmap;
     }
 
     public OpenFlags flags() {
@@ -41,10 +43,11 @@ public final class OpenContext {
         Object v = options.get(key);
         return switch (v) {
             case null -> null;
-            case BlockOptions nested -> own(graph.openNode(nested, childFlags, chain, false));
+            case BlockOptions nested -> own(graph.openNode(nested, childFlags, chain, false, unmap));
             case String ref ->
                 graph.find(ref)
-                        .orElseThrow(() -> new BlockException("Cannot find device='' nor node-name='" + ref + "'"));
+                        .orElseThrow(() ->
+                                new BlockException("Cannot find device='" + ref + "' nor node-name='" + ref + "'"));
             default -> throw new IllegalArgumentException("Invalid parameter type for '" + key + "'");
         };
     }

@@ -169,17 +169,7 @@ public final class DirtyBitmap {
         byte[] block = new byte[8 * 1024];
         int fill = 0;
         for (long w = 0; w < words; w++) {
-            long value = 0;
-            long base = w * 64;
-            // fast path: skip empty words through the hierarchy
-            long next = b.nextSet(base);
-            if (next >= 0 && next < base + 64) {
-                for (int i = 0; i < 64 && base + i < b.size(); i++) {
-                    if (b.get(base + i)) {
-                        value |= 1L << i;
-                    }
-                }
-            }
+            long value = b.word(w);
             for (int i = 0; i < 8; i++) {
                 block[fill++] = (byte) (value >>> (8 * i));
             }
@@ -194,6 +184,11 @@ public final class DirtyBitmap {
 
     HBitmap bits() {
         return bits;
+    }
+
+    /** Memory the bits take now (pages are allocated as they are first written). */
+    public long memoryBytes() {
+        return bits.memoryBytes();
     }
 
     void setName(String name) {

@@ -24,10 +24,12 @@ public final class DirtyBitmaps {
     private final ReentrantLock lock = new ReentrantLock();
     // replaced under lock; read without it by the write path
     private volatile List<DirtyBitmap> list = List.of();
+    // the same bitmaps as an array, replaced together with the list, for the write path's loop
+    private volatile DirtyBitmap[] marking = new DirtyBitmap[0];
 
     /** Marks the range in every recording bitmap, successors included. Lock-free. */
     public void markDirty(long offset, long length) {
-        for (DirtyBitmap b : list) {
+        for (DirtyBitmap b : marking) {
             b.markDirty(offset, length);
         }
     }
@@ -305,12 +307,17 @@ public final class DirtyBitmaps {
         List<DirtyBitmap> next = new ArrayList<>(list.size() + 1);
         next.add(b);
         next.addAll(list);
-        list = List.copyOf(next);
+        publish(next);
     }
 
     private void drop(DirtyBitmap b) {
         List<DirtyBitmap> next = new ArrayList<>(list);
         next.remove(b);
+        publish(next);
+    }
+
+    private void publish(List<DirtyBitmap> next) {
         list = List.copyOf(next);
+        marking = next.toArray(new DirtyBitmap[0]);
     }
 }

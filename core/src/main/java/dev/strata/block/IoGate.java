@@ -1,0 +1,118 @@
+package dev.strata.block;
+
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * The I/O gate of one node: counts requests in flight and lets a caller drain the node, that is
+ * wait until no request is in flight and hold new ones back until it is done (QEMU's
+ * bdrv_drained_begin/end). blockdev-del drains before closing; transactions will drain the nodes
+ * they touch.
+ *
+ * <p>Concurrency: entering and leaving are one atomic update each while nobody drains (the common
+ * case costs no lock). {@code state} holds the in-flight count in its low bits and {@link
+ * #DRAINING} while at least one drain is active; waits happen under {@code lock}. Drains nest and
+ * may come from several threads; a thread that holds a drain may still issue I/O on the node (it
+ * is let through), so a drained section can read and write what it drained.
+ */
+public final class IoGate {
+    private static final long DRAINING = 1L << 62;
+
+    private final AtomicLong state = new AtomicLong();
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition changed = lock.newCondition();
+    // guarded by lock
+    private int drains;
+    private final Map<Thread, Integer> drainers = new HashMap<>();
+
+    /** A held drain; closing it lets held-back requests go. */
+    public interface Drained extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** Admits one request, waiting while the node is drained by another thread. */
+    public void enter() {
+        while (true) {
+            long s = state.get();
+            if ((s & DRAINING) == 0) {
+                if (state.compareAndSet(s, s + 1)) {
+                    return;
+                }
+                continue;
+            }
+            lock.lock();
+            try {
+                if (drainers.containsKey(Thread.currentThread())) {
+                    state.incrementAndGet();
+                    return;
+                }
+                while ((state.get() & DRAINING) != 0) {
+                    changed.awaitUninterruptibly();
+                }
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
+    /** Ends one request admitted by {@link #enter}. */
+    public void leave() {
+        long s = state.decrementAndGet();
+        if (s == DRAINING) {
+            // the last request in flight finished while someone drains: wake the drainer
+            lock.lock();
+            try {
+                changed.signalAll();
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
+    /** Requests in flight now (for tests and diagnostics). */
+    public long inFlight() {
+        return state.get() & ~DRAINING;
+    }
+
+    /** Waits until no request is in flight and holds new ones back until the result is closed. */
+    public Drained drain() {
+        Thread me = Thread.currentThread();
+        lock.lock();
+        try {
+            if (drains++ == 0) {
+                state.addAndGet(DRAINING);
+            }
+            drainers.merge(me, 1, Integer::sum);
+            while ((state.get() & ~DRAINING) != 0) {
+                changed.awaitUninterruptibly();
+            }
+        } finally {
+            lock.unlock();
+        }
+        return new Drained() {
+            private boolean released;
+
+            @Override
+            public void close() {
+                lock.lock();
+                try {
+                    if (released) {
+                        return;
+                    }
+                    released = true;
+                    drainers.computeIfPresent(me, (t, n) -> n == 1 ? null : n - 1);
+                    if (--drains == 0) {
+                        state.addAndGet(-DRAINING);
+                        changed.signalAll();
+                    }
+                } finally {
+                    lock.unlock();
+                }
+            }
+        };
+    }
+}

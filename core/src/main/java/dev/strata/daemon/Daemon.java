@@ -1,0 +1,405 @@
+package dev.strata.daemon;
+
+import dev.strata.block.BlockGraph;
+import dev.strata.block.BlockNode;
+import dev.strata.block.BlockOptions;
+import dev.strata.block.drivers.Drivers;
+import dev.strata.qmp.Commands;
+import dev.strata.qmp.Qmp;
+import dev.strata.qmp.QmpException;
+import dev.strata.qmp.QmpListener;
+import dev.strata.qmp.commands.BitmapCommands;
+import dev.strata.qmp.commands.BlockCommands;
+import dev.strata.qmp.commands.BlockdevSchema;
+import dev.strata.qmp.commands.ControlCommands;
+import dev.strata.qmp.commands.HmpCommands;
+import dev.strata.qmp.json.Json;
+import dev.strata.qmp.schema.Decoder;
+import dev.strata.qmp.schema.SchemaException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A running Strata daemon: the node graph, the QMP server that controls it, and the orderly
+ * shutdown (every node flushed and closed, sockets and pid file removed) that {@code quit},
+ * SIGTERM and SIGINT all end in.
+ *
+ * <p>Start-up applies qemu-storage-daemon's options in command-line order, like QEMU, under the
+ * QMP command lock: a client that connects early (a {@code wait=on} socket) gets its greeting but
+ * runs no command before start-up is complete. The pid file is written last, so its presence
+ * means "ready".
+ */
+public final class Daemon implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(Daemon.class);
+
+    /** One start-up option, in the order given. */
+    public sealed interface StartupOption {}
+
+    /** {@code --blockdev}: a node in the key=value or the JSON form. */
+    public record Blockdev(String text) implements StartupOption {}
+
+    /** {@code --chardev socket,id=ID,path=PATH,server=on[,wait=on|off]}. */
+    public record Chardev(String text) implements StartupOption {}
+
+    /** {@code --monitor [chardev=]ID[,mode=control][,pretty=on|off]}. */
+    public record Monitor(String text) implements StartupOption {}
+
+    /** {@code --qmp unix:PATH[,server=on][,wait=on|off]} (QEMU's -qmp shorthand). */
+    public record QmpSocket(String text) implements StartupOption {}
+
+    /** {@code --pidfile PATH}. */
+    public record PidFile(String path) implements StartupOption {}
+
+    /** A start-up option that cannot be applied; the message names the option as QEMU does. */
+    public static final class StartupException extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        StartupException(String message) {
+            super(message, null, false, false);
+        }
+    }
+
+    private final BlockGraph graph;
+    private final Qmp qmp;
+    private final BlockdevSchema blockdevSchema;
+    private final AtomicBoolean stopping = new AtomicBoolean();
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private volatile Path pidFile;
+
+    private Daemon(String version) {
+        this.graph = Drivers.newGraph();
+        Commands commands = new Commands();
+        Qmp.VersionInfo info = versionInfo(version);
+        // quit's reply is on its way when this runs; shut down off the session's writer thread
+        ControlCommands.register(
+                commands, info, () -> Thread.ofPlatform().name("strata-quit").start(this::shutdown));
+        BlockCommands.register(commands, graph);
+        BitmapCommands.register(commands, graph);
+        HmpCommands.register(commands, graph);
+        this.qmp = new Qmp(commands, info);
+        this.blockdevSchema = new BlockdevSchema(graph::hasDriver);
+    }
+
+    /**
+     * The version Strata reports: QEMU 7.2.0, the release whose QMP behaviour it matches and is
+     * tested against (clients compare this triple to decide what they may send), with Strata's
+     * own version in {@code package}.
+     */
+    public static Qmp.VersionInfo versionInfo(String strataVersion) {
+        return new Qmp.VersionInfo(new Qmp.VersionTriple(7, 2, 0), "strata " + strataVersion);
+    }
+
+    /** Starts a daemon from its options; on failure everything opened so far is closed again. */
+    public static Daemon start(List<StartupOption> options, String version) throws StartupException {
+        Daemon d = new Daemon(version);
+        try {
+            d.qmp.underCommandLock(() -> {
+                d.apply(options);
+                return null;
+            });
+        } catch (StartupException e) {
+            d.shutdown();
+            throw e;
+        } catch (Exception e) {
+            d.shutdown();
+            throw new StartupException(e.getMessage() == null ? e.toString() : e.getMessage());
+        }
+        return d;
+    }
+
+    public BlockGraph graph() {
+        return graph;
+    }
+
+    public Qmp qmp() {
+        return qmp;
+    }
+
+    /** The QMP sockets this daemon listens on. */
+    public List<Path> sockets() {
+        return qmp.listeners().stream().map(QmpListener::path).toList();
+    }
+
+    private record SocketSpec(Path path, boolean waitForClient) {}
+
+    private void apply(List<StartupOption> options) throws StartupException {
+        Map<String, SocketSpec> chardevs = new LinkedHashMap<>();
+        List<QmpListener> waitFor = new ArrayList<>();
+        for (StartupOption o : options) {
+            switch (o) {
+                case Blockdev(String text) -> addBlockdev(text);
+                case Chardev(String text) -> {
+                    var parsed = chardev(text);
+                    if (chardevs.putIfAbsent(parsed.getKey(), parsed.getValue()) != null) {
+                        throw new StartupException(
+                                "--chardev " + text + ": Duplicate ID '" + parsed.getKey() + "' for chardev");
+                    }
+                }
+                case Monitor(String text) -> {
+                    BlockOptions m = parse("--monitor", text, "chardev");
+                    String id = m.string("chardev").orElse(null);
+                    if (id == null) {
+                        throw new StartupException("--monitor " + text + ": Parameter 'chardev' is missing");
+                    }
+                    String mode = m.string("mode").orElse("control");
+                    boolean pretty = bool("--monitor", text, m, "pretty", false);
+                    m.get("id");
+                    unknownKeys("--monitor", text, m);
+                    if (!mode.equals("control")) {
+                        throw new StartupException("--monitor " + text + ": Only QMP is supported");
+                    }
+                    SocketSpec spec = chardevs.get(id);
+                    if (spec == null) {
+                        throw new StartupException("--monitor " + text + ": chardev \"" + id + "\" not found");
+                    }
+                    listen("--monitor " + text, spec, pretty, waitFor);
+                }
+                case QmpSocket(String text) -> listen("--qmp " + text, qmpSocket(text), false, waitFor);
+                case PidFile(String path) -> this.pidFile = Path.of(path);
+            }
+        }
+        for (QmpListener l : waitFor) {
+            try {
+                l.awaitFirstClient();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new StartupException("interrupted while waiting for a QMP client");
+            }
+        }
+        if (pidFile != null) {
+            writePidFile(pidFile);
+        }
+    }
+
+    private void listen(String what, SocketSpec spec, boolean pretty, List<QmpListener> waitFor)
+            throws StartupException {
+        try {
+            QmpListener l = qmp.listen(spec.path(), pretty);
+            if (spec.waitForClient()) {
+                waitFor.add(l);
+            }
+        } catch (IOException e) {
+            throw new StartupException(what + ": Failed to bind socket to " + spec.path() + ": " + e.getMessage());
+        }
+    }
+
+    private static BlockOptions parse(String option, String text, String impliedKey) throws StartupException {
+        try {
+            return BlockOptions.parseKeyValue(text, impliedKey);
+        } catch (IllegalArgumentException e) {
+            throw new StartupException(option + " " + text + ": " + e.getMessage());
+        }
+    }
+
+    private static boolean bool(String option, String text, BlockOptions o, String key, boolean def)
+            throws StartupException {
+        try {
+            return o.bool(key, def);
+        } catch (IllegalArgumentException e) {
+            throw new StartupException(option + " " + text + ": " + e.getMessage());
+        }
+    }
+
+    private static void unknownKeys(String option, String text, BlockOptions o) throws StartupException {
+        if (!o.unusedKeys().isEmpty()) {
+            throw new StartupException(option + " " + text + ": Invalid parameter '"
+                    + o.unusedKeys().getFirst() + "'");
+        }
+    }
+
+    private static Map.Entry<String, SocketSpec> chardev(String text) throws StartupException {
+        BlockOptions c = parse("--chardev", text, "backend");
+        String backend = c.string("backend").orElse("");
+        String id = c.string("id").orElse(null);
+        if (!backend.equals("socket")) {
+            throw new StartupException("--chardev " + text + ": chardev backend '" + backend
+                    + "' is not supported by Strata (only socket,path=...,server=on)");
+        }
+        if (id == null) {
+            throw new StartupException("--chardev " + text + ": chardev: no id specified");
+        }
+        String path = c.string("path").orElse(null);
+        boolean server = bool("--chardev", text, c, "server", false);
+        boolean wait = bool("--chardev", text, c, "wait", true);
+        unknownKeys("--chardev", text, c);
+        if (path == null) {
+            throw new StartupException("--chardev " + text + ": Strata serves QMP on UNIX sockets: path= is needed");
+        }
+        if (!server) {
+            throw new StartupException("--chardev " + text + ": Strata's QMP sockets are servers: use server=on");
+        }
+        return Map.entry(id, new SocketSpec(Path.of(path), wait));
+    }
+
+    private static SocketSpec qmpSocket(String text) throws StartupException {
+        if (!text.startsWith("unix:")) {
+            throw new StartupException("--qmp " + text + ": Strata serves QMP on UNIX sockets: use unix:PATH");
+        }
+        BlockOptions q = parse("--qmp", text.substring("unix:".length()), "path");
+        String path = q.string("path").orElse("");
+        boolean server = bool("--qmp", text, q, "server", false);
+        boolean wait = bool("--qmp", text, q, "wait", true);
+        unknownKeys("--qmp", text, q);
+        if (path.isEmpty()) {
+            throw new StartupException("--qmp " + text + ": a socket path is needed");
+        }
+        if (!server) {
+            throw new StartupException("--qmp " + text + ": Strata's QMP sockets are servers: use server=on");
+        }
+        return new SocketSpec(Path.of(path), wait);
+    }
+
+    private void addBlockdev(String text) throws StartupException {
+        Map<String, Object> json;
+        Decoder.Mode mode;
+        try {
+            if (text.startsWith("{")) {
+                if (!(Json.parse(text) instanceof Map<?, ?> m)) {
+                    throw new IllegalArgumentException("expected a JSON object");
+                }
+                json = castMap(m);
+                mode = Decoder.Mode.JSON;
+            } else {
+                json = toMap(BlockOptions.parseKeyValue(text, "driver"));
+                mode = Decoder.Mode.KEYVAL;
+            }
+        } catch (IllegalArgumentException e) {
+            throw new StartupException("--blockdev " + text + ": " + e.getMessage());
+        }
+        try {
+            Object decoded = Decoder.decodeArguments(blockdevSchema.union(), json, mode);
+            BlockCommands.add(graph, castMap(decoded));
+        } catch (SchemaException e) {
+            throw new StartupException("--blockdev " + text + ": " + e.getMessage());
+        } catch (QmpException e) {
+            throw new StartupException("--blockdev " + text + ": " + e.desc());
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Map<String, Object> castMap(Object m) {
+        return (Map<String, Object>) m;
+    }
+
+    /** The key=value tree as the JSON-shaped maps the decoder reads (values stay strings). */
+    private static Map<String, Object> toMap(BlockOptions options) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        for (var e : options.asMap().entrySet()) {
+            out.put(e.getKey(), e.getValue() instanceof BlockOptions nested ? toMap(nested) : e.getValue());
+        }
+        return out;
+    }
+
+    private static void writePidFile(Path path) throws StartupException {
+        try {
+            Path tmp = path.resolveSibling(path.getFileName() + ".tmp");
+            Files.deleteIfExists(tmp);
+            Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+            Files.writeString(
+                    tmp,
+                    ProcessHandle.current().pid() + "\n",
+                    StandardCharsets.US_ASCII,
+                    StandardOpenOption.TRUNCATE_EXISTING);
+            Files.move(
+                    tmp,
+                    path,
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        } catch (IOException e) {
+            throw new StartupException("cannot create PID file: Could not create '" + path + "': " + reason(e));
+        }
+    }
+
+    private static String reason(IOException e) {
+        if (e instanceof java.nio.file.NoSuchFileException) {
+            return "No such file or directory";
+        }
+        if (e instanceof java.nio.file.AccessDeniedException) {
+            return "Permission denied";
+        }
+        return e.getMessage();
+    }
+
+    /**
+     * Stops the daemon: no new QMP sessions or commands, then, once any running command is done,
+     * every node flushed and closed, then the pid file removed. Safe to call more than once and
+     * from any thread; later calls wait for the first to finish.
+     */
+    public void shutdown() {
+        if (!stopping.compareAndSet(false, true)) {
+            awaitShutdown();
+            return;
+        }
+        try {
+            qmp.close();
+            try {
+                qmp.underCommandLock(() -> {
+                    closeNodes();
+                    return null;
+                });
+            } catch (Exception e) {
+                LOG.warn("closing nodes failed: {}", e.toString());
+            }
+            Path pid = pidFile;
+            if (pid != null) {
+                try {
+                    Files.deleteIfExists(pid);
+                } catch (IOException e) {
+                    LOG.warn("removing pid file {}: {}", pid, e.toString());
+                }
+            }
+        } finally {
+            stopped.countDown();
+        }
+    }
+
+    private void closeNodes() {
+        for (BlockNode n : graph.nodes()) {
+            if (!n.readOnly() && !n.isClosed()) {
+                try {
+                    n.flush();
+                } catch (IOException e) {
+                    LOG.warn("flushing node '{}' failed: {}", n.nodeName(), e.getMessage());
+                }
+            }
+        }
+        try {
+            graph.close();
+        } catch (IOException e) {
+            LOG.warn("closing nodes failed: {}", e.getMessage());
+        }
+    }
+
+    /** Waits until {@link #shutdown} has finished. */
+    public void awaitShutdown() {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                stopped.await();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() {
+        shutdown();
+    }
+}

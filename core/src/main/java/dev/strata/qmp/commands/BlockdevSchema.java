@@ -1,0 +1,138 @@
+package dev.strata.qmp.commands;
+
+import dev.strata.qmp.schema.QType;
+import dev.strata.qmp.schema.QType.AlternateType;
+import dev.strata.qmp.schema.QType.Branch;
+import dev.strata.qmp.schema.QType.Builtin;
+import dev.strata.qmp.schema.QType.EnumType;
+import dev.strata.qmp.schema.QType.IntType;
+import dev.strata.qmp.schema.QType.JsonKind;
+import dev.strata.qmp.schema.QType.Lazy;
+import dev.strata.qmp.schema.QType.Member;
+import dev.strata.qmp.schema.QType.Scalar;
+import dev.strata.qmp.schema.QType.StructType;
+import dev.strata.qmp.schema.QType.UnionType;
+import dev.strata.qmp.schema.Qapi.IntKind;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Predicate;
+
+/**
+ * QAPI's BlockdevOptions for the drivers Strata has: the flat union on {@code driver} that
+ * blockdev-add and {@code --blockdev} take, with QEMU's member names and types, so that input QEMU
+ * accepts passes and input QEMU refuses is refused with QEMU's words.
+ *
+ * <p>The union is declared here rather than as records because its members are handed on as a map
+ * to the block layer ({@link dev.strata.block.BlockOptions}), which opens the nodes. A member QEMU
+ * declares but a Strata driver does not implement passes this check and is then refused by the
+ * driver ("Block format 'file' does not support the option 'drop-cache'"). Members whose QAPI
+ * types Strata does not model in detail ({@code overlap-check}, {@code encrypt}) are 'any' here.
+ */
+public final class BlockdevSchema {
+    private static final QType STR = new Builtin(Scalar.STR);
+    private static final QType BOOL = new Builtin(Scalar.BOOL);
+    private static final QType ANY = new Builtin(Scalar.ANY);
+    private static final QType INT = new IntType(IntKind.INT64);
+
+    private final UnionType union;
+
+    /** The union for a graph's drivers: {@code driver} accepts exactly those QEMU also knows. */
+    public BlockdevSchema(Predicate<String> hasDriver) {
+        QType target = new Lazy("BlockdevOptions", this::union);
+        AlternateType ref = new AlternateType(
+                "BlockdevRef",
+                List.of(new Branch(JsonKind.OBJECT, target, v -> v), new Branch(JsonKind.STRING, STR, v -> v)));
+        AlternateType refOrNull = new AlternateType(
+                "BlockdevRefOrNull",
+                List.of(
+                        new Branch(JsonKind.OBJECT, target, v -> v),
+                        new Branch(JsonKind.STRING, STR, v -> v),
+                        new Branch(JsonKind.NULL, new Builtin(Scalar.NULL), v -> v)));
+        List<String> drivers = new ArrayList<>();
+        Map<String, StructType> variants = new LinkedHashMap<>();
+        for (var e : variants(ref, refOrNull).entrySet()) {
+            if (hasDriver.test(e.getKey())) {
+                drivers.add(e.getKey());
+                variants.put(e.getKey(), e.getValue());
+            }
+        }
+        StructType base = struct(
+                "BlockdevOptionsBase",
+                required("driver", new EnumType("BlockdevDriver", List.copyOf(drivers), null)),
+                optional("node-name", STR),
+                optional("discard", enumOf("BlockdevDiscardOptions", "ignore", "unmap")),
+                optional("cache", struct("BlockdevCacheOptions", optional("direct", BOOL), optional("no-flush", BOOL))),
+                optional("read-only", BOOL),
+                optional("auto-read-only", BOOL),
+                optional("force-share", BOOL),
+                optional("detect-zeroes", enumOf("BlockdevDetectZeroesOptions", "off", "on", "unmap")));
+        this.union = new UnionType("BlockdevOptions", base, "driver", Map.copyOf(variants));
+    }
+
+    /** The BlockdevOptions union. */
+    public UnionType union() {
+        return union;
+    }
+
+    private static Member required(String name, QType type) {
+        return new Member(name, type, false, null);
+    }
+
+    private static Member optional(String name, QType type) {
+        return new Member(name, type, true, null);
+    }
+
+    private static QType enumOf(String name, String... values) {
+        return new EnumType(name, List.of(values), null);
+    }
+
+    private static StructType struct(String name, Member... members) {
+        return new StructType(name, List.of(members), null);
+    }
+
+    private static Map<String, StructType> variants(QType ref, QType refOrNull) {
+        Map<String, StructType> v = new LinkedHashMap<>();
+        v.put(
+                "file",
+                struct(
+                        "BlockdevOptionsFile",
+                        required("filename", STR),
+                        optional("pr-manager", STR),
+                        optional("locking", enumOf("OnOffAuto", "auto", "on", "off")),
+                        optional("aio", enumOf("BlockdevAioOptions", "threads", "native", "io_uring")),
+                        optional("aio-max-batch", INT),
+                        optional("drop-cache", BOOL),
+                        optional("x-check-cache-dropped", BOOL)));
+        v.put(
+                "null-co",
+                struct(
+                        "BlockdevOptionsNull",
+                        optional("size", INT),
+                        optional("latency-ns", new IntType(IntKind.UINT64)),
+                        optional("read-zeroes", BOOL)));
+        v.put(
+                "qcow2",
+                struct(
+                        "BlockdevOptionsQcow2",
+                        required("file", ref),
+                        optional("backing", refOrNull),
+                        optional("lazy-refcounts", BOOL),
+                        optional("pass-discard-request", BOOL),
+                        optional("pass-discard-snapshot", BOOL),
+                        optional("pass-discard-other", BOOL),
+                        optional("overlap-check", ANY),
+                        optional("cache-size", INT),
+                        optional("l2-cache-size", INT),
+                        optional("l2-cache-entry-size", INT),
+                        optional("refcount-cache-size", INT),
+                        optional("cache-clean-interval", INT),
+                        optional("encrypt", ANY),
+                        optional("data-file", ref)));
+        v.put(
+                "raw",
+                struct("BlockdevOptionsRaw", required("file", ref), optional("offset", INT), optional("size", INT)));
+        return v;
+    }
+}

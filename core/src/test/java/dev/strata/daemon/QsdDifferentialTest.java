@@ -1,0 +1,301 @@
+package dev.strata.daemon;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.strata.qmp.QmpClient;
+import dev.strata.qmp.json.JsonWriter;
+import dev.strata.testing.Interop;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.RandomAccessFile;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The same QMP script ({@code differential/bitmaps.qmp}) run against qemu-storage-daemon 7.2 and
+ * against Strata, each in its own sandbox with the same nodes; every response must be equal once
+ * timestamps, versions, sandbox paths, automatic node names and allocated sizes are masked. Lines
+ * the script marks {@code @differs} or {@code @strata-only} are the known differences, each with
+ * its reason in the script.
+ *
+ * <p>Guest writes ({@code !NODE CMD} lines) go through qemu-io over an NBD export of the node on
+ * QEMU's side (7.2 has no human-monitor-command) and through human-monitor-command on Strata's.
+ */
+class QsdDifferentialTest {
+    private static final long MiB = 1 << 20;
+
+    @TempDir
+    Path qemuDir;
+
+    @TempDir
+    Path strataDir;
+
+    private Process qsd;
+    private Daemon strata;
+
+    @AfterEach
+    void stop() throws InterruptedException {
+        if (qsd != null && qsd.isAlive()) {
+            qsd.destroy();
+            if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
+                qsd.destroyForcibly();
+            }
+        }
+        if (strata != null) {
+            strata.shutdown();
+        }
+    }
+
+    private static void images(Path dir) throws Exception {
+        for (var e : Map.of("a.raw", 64 * MiB, "b.raw", 64 * MiB, "small.raw", 32 * MiB, "extra.raw", MiB)
+                .entrySet()) {
+            try (RandomAccessFile f =
+                    new RandomAccessFile(dir.resolve(e.getKey()).toFile(), "rw")) {
+                f.setLength(e.getValue());
+            }
+        }
+        Interop.qemuImg("create", "-q", "-f", "qcow2", dir.resolve("q.qcow2").toString(), "64M")
+                .assertOk();
+    }
+
+    private static List<String> blockdevs(Path dir) {
+        return List.of(
+                "driver=file,node-name=file0,filename=" + dir.resolve("a.raw"),
+                "driver=raw,node-name=drive0,file=file0",
+                "driver=raw,node-name=drive1,discard=unmap,file.driver=file,file.filename=" + dir.resolve("b.raw"),
+                "driver=raw,node-name=small,file.driver=file,file.filename=" + dir.resolve("small.raw"),
+                "driver=qcow2,node-name=qdrive,file.driver=file,file.filename=" + dir.resolve("q.qcow2"));
+    }
+
+    /** One script entry: the text to send (or the guest write), and how to treat its responses. */
+    private record Step(int line, String text, boolean guestWrite, String differs, boolean strataOnly) {}
+
+    private static List<Step> script() throws IOException {
+        List<Step> steps = new ArrayList<>();
+        String differs = null;
+        boolean strataOnly = false;
+        try (InputStream in = QsdDifferentialTest.class.getResourceAsStream("differential/bitmaps.qmp")) {
+            String[] lines = new String(in.readAllBytes(), StandardCharsets.UTF_8).split("\n");
+            for (int i = 0; i < lines.length; i++) {
+                String l = lines[i];
+                if (l.isBlank() || l.startsWith("#")) {
+                    continue;
+                }
+                if (l.startsWith("@differs ")) {
+                    differs = l.substring("@differs ".length());
+                    continue;
+                }
+                if (l.startsWith("@strata-only ")) {
+                    differs = l.substring("@strata-only ".length());
+                    strataOnly = true;
+                    continue;
+                }
+                steps.add(new Step(i + 1, l, l.startsWith("!"), differs, strataOnly));
+                differs = null;
+                strataOnly = false;
+            }
+        }
+        return steps;
+    }
+
+    /** A side of the comparison: how it runs guest writes, and its sandbox path. */
+    private interface Side {
+        Path dir();
+
+        void guestWrite(QmpClient c, String node, String command) throws Exception;
+    }
+
+    @Test
+    void qemuAndStrataAnswerTheScriptAlike() throws Exception {
+        Interop.require("qemu-storage-daemon");
+        Interop.require("qemu-io");
+        images(qemuDir);
+        images(strataDir);
+        List<Step> steps = script();
+
+        Path qsdSocket = qemuDir.resolve("qmp.sock");
+        Path nbdSocket = qemuDir.resolve("nbd.sock");
+        List<String> cmd = new ArrayList<>(List.of("qemu-storage-daemon"));
+        for (String b : blockdevs(qemuDir)) {
+            cmd.addAll(List.of("--blockdev", b));
+        }
+        cmd.addAll(List.of("--nbd-server", "addr.type=unix,addr.path=" + nbdSocket));
+        for (String node : List.of("drive0", "drive1", "small", "qdrive")) {
+            cmd.addAll(List.of(
+                    "--export", "type=nbd,id=e-" + node + ",node-name=" + node + ",name=" + node + ",writable=on"));
+        }
+        cmd.addAll(List.of(
+                "--chardev", "socket,id=c0,path=" + qsdSocket + ",server=on,wait=off", "--monitor", "chardev=c0"));
+        qsd = new ProcessBuilder(cmd)
+                .redirectErrorStream(true)
+                .redirectOutput(qemuDir.resolve("qsd.log").toFile())
+                .start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!Files.exists(qsdSocket) && System.nanoTime() < deadline && qsd.isAlive()) {
+            Thread.sleep(10);
+        }
+        assertThat(Files.exists(qsdSocket))
+                .as("qemu-storage-daemon started: %s", log())
+                .isTrue();
+
+        Path strataSocket = strataDir.resolve("qmp.sock");
+        List<Daemon.StartupOption> opts = new ArrayList<>();
+        for (String b : blockdevs(strataDir)) {
+            opts.add(new Daemon.Blockdev(b));
+        }
+        opts.add(new Daemon.QmpSocket("unix:" + strataSocket + ",server=on,wait=off"));
+        strata = Daemon.start(opts, "differential");
+
+        Side qemu = new Side() {
+            @Override
+            public Path dir() {
+                return qemuDir;
+            }
+
+            @Override
+            public void guestWrite(QmpClient c, String node, String command) throws Exception {
+                Interop.Result r =
+                        Interop.qemuIo("-f", "raw", "nbd+unix:///" + node + "?socket=" + nbdSocket, "-c", command);
+                r.assertOk();
+                assertThat(r.stdout()).as(command).doesNotContain("failed");
+            }
+        };
+        Side mine = new Side() {
+            @Override
+            public Path dir() {
+                return strataDir;
+            }
+
+            @Override
+            public void guestWrite(QmpClient c, String node, String command) throws Exception {
+                Object r = c.ok(
+                        "human-monitor-command", Map.of("command-line", "qemu-io " + node + " \"" + command + "\""));
+                assertThat(r).as(command).isEqualTo("");
+            }
+        };
+
+        List<String> mismatches = new ArrayList<>();
+        StringBuilder known = new StringBuilder();
+        try (QmpClient q = QmpClient.connect(qsdSocket);
+                QmpClient s = QmpClient.connect(strataSocket)) {
+            compare(0, "greeting", List.<Object>of(q.greeting()), List.<Object>of(s.greeting()), mismatches);
+            int sync = 0;
+            for (Step step : steps) {
+                if (step.guestWrite()) {
+                    String[] parts = step.text().substring(1).split(" ", 2);
+                    qemu.guestWrite(q, parts[0], parts[1]);
+                    mine.guestWrite(s, parts[0], parts[1]);
+                    continue;
+                }
+                sync++;
+                List<Object> fromStrata = exchange(s, mine, step.text(), sync);
+                if (step.strataOnly()) {
+                    known.append("line ")
+                            .append(step.line())
+                            .append(" (Strata only: ")
+                            .append(step.differs())
+                            .append("): ")
+                            .append(JsonWriter.write(fromStrata))
+                            .append('\n');
+                    continue;
+                }
+                List<Object> fromQemu = exchange(q, qemu, step.text(), sync);
+                if (step.differs() != null) {
+                    known.append("line ")
+                            .append(step.line())
+                            .append(" (differs: ")
+                            .append(step.differs())
+                            .append(")\n  qemu:   ")
+                            .append(JsonWriter.write(fromQemu))
+                            .append("\n  strata: ")
+                            .append(JsonWriter.write(fromStrata))
+                            .append('\n');
+                    continue;
+                }
+                compare(step.line(), step.text(), fromQemu, fromStrata, mismatches);
+            }
+            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
+            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
+        }
+        System.out.println("Known differences:\n" + known);
+        assertThat(mismatches)
+                .as("responses that differ (qemu-storage-daemon log: %s)", log())
+                .isEmpty();
+        assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(qsd.exitValue()).isZero();
+    }
+
+    private String log() throws IOException {
+        Path p = qemuDir.resolve("qsd.log");
+        return Files.exists(p) ? Files.readString(p) : "";
+    }
+
+    /**
+     * Sends one script line and collects every message up to the reply to a marker request sent
+     * right after it, so a line may answer with any number of messages (a stray byte gives two).
+     */
+    private static List<Object> exchange(QmpClient c, Side side, String line, int sync) throws IOException {
+        String text = line.replace("@DIR@", side.dir().toString());
+        String marker = "__sync_" + sync;
+        c.sendRaw(text + "\n");
+        c.sendRaw("{\"execute\":\"query-version\",\"id\":\"" + marker + "\"}\n");
+        List<Object> out = new ArrayList<>();
+        while (true) {
+            Map<String, Object> m = c.readMessage();
+            if (marker.equals(m.get("id"))) {
+                return out;
+            }
+            out.add(normalise(m, side.dir().toString()));
+        }
+    }
+
+    private static void compare(int line, String text, List<Object> qemu, List<Object> strata, List<String> out) {
+        if (line == 0) {
+            qemu = qemu.stream().map(m -> normalise(m, "")).toList();
+            strata = strata.stream().map(m -> normalise(m, "")).toList();
+        }
+        if (!qemu.equals(strata)) {
+            out.add("line " + line + ": " + text + "\n  qemu:   " + JsonWriter.write(qemu) + "\n  strata: "
+                    + JsonWriter.write(strata));
+        }
+    }
+
+    /** Masks what is meant to differ between the two daemons. */
+    @SuppressWarnings("unchecked")
+    private static Object normalise(Object v, String dir) {
+        return switch (v) {
+            case Map<?, ?> m -> {
+                if (m.containsKey("qemu") && m.containsKey("package")) {
+                    yield "<version>";
+                }
+                Map<String, Object> out = new LinkedHashMap<>();
+                for (var e : ((Map<String, Object>) m).entrySet()) {
+                    String k = e.getKey();
+                    Object value = e.getValue();
+                    if (k.equals("timestamp") || k.equals("actual-size")) {
+                        out.put(k, "<masked>");
+                    } else {
+                        out.put(k, normalise(value, dir));
+                    }
+                }
+                yield out;
+            }
+            case List<?> l -> l.stream().map(x -> normalise(x, dir)).toList();
+            case String s -> {
+                String r = dir.isEmpty() ? s : s.replace(dir, "@DIR@");
+                yield r.replaceAll("#block[0-9]+", "#block");
+            }
+            case null -> "<null>";
+            default -> v;
+        };
+    }
+}
