@@ -106,4 +106,50 @@ class ArchitectureTest {
                 .resideInAnyPackage("dev.strata.daemon..", "dev.strata.img..", "picocli..")
                 .check(classes);
     }
+
+    @Test
+    void jobKnowsNothingOfStrata() {
+        noClasses()
+                .that()
+                .resideInAPackage("dev.strata.job..")
+                .should()
+                .dependOnClassesThat()
+                .resideInAnyPackage(
+                        "dev.strata.block..",
+                        "dev.strata.backup..",
+                        "dev.strata.txn..",
+                        "dev.strata.qmp..",
+                        "dev.strata.daemon..",
+                        "dev.strata.img..")
+                .check(classes);
+    }
+
+    @Test
+    void backupUsesOnlyTheBlockLayerAndJobs() {
+        noClasses()
+                .that()
+                .resideInAPackage("dev.strata.backup..")
+                .should()
+                .dependOnClassesThat()
+                .resideInAnyPackage(
+                        "dev.strata.txn..",
+                        "dev.strata.qmp..",
+                        "dev.strata.daemon..",
+                        "dev.strata.img..",
+                        "dev.strata.block.file..",
+                        "dev.strata.block.raw..",
+                        "dev.strata.block.qcow2..")
+                .check(classes);
+    }
+
+    @Test
+    void transactionsKnowNoQmp() {
+        noClasses()
+                .that()
+                .resideInAPackage("dev.strata.txn..")
+                .should()
+                .dependOnClassesThat()
+                .resideInAnyPackage("dev.strata.qmp..", "dev.strata.daemon..", "dev.strata.img..")
+                .check(classes);
+    }
 }

@@ -47,6 +47,9 @@ public final class BlockNode implements AutoCloseable {
     private final boolean noFlush;
 
     private volatile boolean closed;
+    // replaced, never mutated, under this
+    private volatile BeforeWrite[] beforeWrites = new BeforeWrite[0];
+    private volatile List<String> blockers = List.of();
 
     BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned) {
         this(nodeName, autoNamed, driver, owned, true, false);
@@ -135,6 +138,126 @@ public final class BlockNode implements AutoCloseable {
         return gate.inFlight();
     }
 
+    /** Adds a hook that runs before every write, zero-write and discard (copy-before-write). */
+    public synchronized void addBeforeWrite(BeforeWrite hook) {
+        BeforeWrite[] next = java.util.Arrays.copyOf(beforeWrites, beforeWrites.length + 1);
+        next[next.length - 1] = hook;
+        beforeWrites = next;
+    }
+
+    public synchronized void removeBeforeWrite(BeforeWrite hook) {
+        beforeWrites =
+                java.util.Arrays.stream(beforeWrites).filter(h -> h != hook).toArray(BeforeWrite[]::new);
+    }
+
+    private void runBeforeWrites(long offset, long length) throws IOException {
+        for (BeforeWrite h : beforeWrites) {
+            h.beforeWrite(this, offset, length);
+        }
+    }
+
+    /**
+     * Marks the node as used by an operation (QEMU's op blockers): while any blocker is present
+     * the node cannot be deleted or used by another job; {@code reason} completes "Node 'x' is
+     * busy: " ("block device is in use by block job: backup").
+     */
+    public synchronized void addBlocker(String reason) {
+        List<String> next = new ArrayList<>(blockers);
+        next.add(reason);
+        blockers = List.copyOf(next);
+    }
+
+    public synchronized void removeBlocker(String reason) {
+        List<String> next = new ArrayList<>(blockers);
+        next.remove(reason);
+        blockers = List.copyOf(next);
+    }
+
+    /** The first reason the node is in use, if any. */
+    public Optional<String> blocker() {
+        List<String> b = blockers;
+        return b.isEmpty() ? Optional.empty() : Optional.of(b.getFirst());
+    }
+
+    // ---- a block job's own requests: admitted even while the node is drained (IoGate#enterAlways)
+
+    /** A job's read: no before-write hooks, admitted through drains. */
+    public void jobRead(long offset, ByteBuffer dst) throws IOException {
+        checkRange(offset, dst.remaining());
+        enterAlways();
+        try {
+            driver.read(offset, dst);
+        } finally {
+            gate.leave();
+        }
+    }
+
+    /** A job's write to its target: tracked in the node's bitmaps, admitted through drains. */
+    public void jobWrite(long offset, ByteBuffer src) throws IOException {
+        checkWritable();
+        long length = src.remaining();
+        checkRange(offset, length);
+        enterAlways();
+        try {
+            driver.write(offset, src);
+        } finally {
+            bitmaps.markDirty(offset, length);
+            gate.leave();
+        }
+    }
+
+    /** A job's zero-write to its target (allocation kept: a backing file must not show through). */
+    public void jobWriteZeroes(long offset, long length) throws IOException {
+        checkWritable();
+        checkRange(offset, length);
+        if (length > 0) {
+            enterAlways();
+            try {
+                driver.writeZeroes(offset, length, false);
+            } finally {
+                bitmaps.markDirty(offset, length);
+                gate.leave();
+            }
+        }
+    }
+
+    /**
+     * A job's compressed write of one whole cluster, when the driver can compress; returns false
+     * (and writes nothing) when it cannot.
+     */
+    public boolean jobWriteCompressed(long offset, ByteBuffer src) throws IOException {
+        checkWritable();
+        if (!(driver instanceof CompressedWriter cw)) {
+            return false;
+        }
+        long length = src.remaining();
+        checkRange(offset, length);
+        enterAlways();
+        try {
+            cw.writeCompressed(offset, src);
+        } finally {
+            bitmaps.markDirty(offset, length);
+            gate.leave();
+        }
+        return true;
+    }
+
+    /** Whether compressed writes are possible on this node. */
+    public boolean canCompress() {
+        return driver instanceof CompressedWriter;
+    }
+
+    /** Block status for a job: as {@link #blockStatus}, admitted through drains. */
+    public List<Extent> jobBlockStatus(long offset, long length) throws IOException {
+        checkRange(offset, length);
+        enterAlways();
+        try {
+            return blockStatusInGate(offset, length);
+        } finally {
+            gate.leave();
+        }
+    }
+
     public void read(long offset, ByteBuffer dst) throws IOException {
         checkRange(offset, dst.remaining());
         enter();
@@ -155,6 +278,7 @@ public final class BlockNode implements AutoCloseable {
         checkRange(offset, length);
         enter();
         try {
+            runBeforeWrites(offset, length);
             driver.write(offset, src);
         } finally {
             bitmaps.markDirty(offset, length);
@@ -172,6 +296,7 @@ public final class BlockNode implements AutoCloseable {
         if (length > 0) {
             enter();
             try {
+                runBeforeWrites(offset, length);
                 driver.writeZeroes(offset, length, mayUnmap);
             } finally {
                 bitmaps.markDirty(offset, length);
@@ -187,6 +312,7 @@ public final class BlockNode implements AutoCloseable {
         if (length > 0 && unmap) {
             enter();
             try {
+                runBeforeWrites(offset, length);
                 driver.discard(offset, length);
             } finally {
                 // discarded data reads back differently (zeros or backing data): it changed
@@ -333,6 +459,14 @@ public final class BlockNode implements AutoCloseable {
     /** Enters the gate; a node closed meanwhile refuses (close drains, so nothing slips past it). */
     private void enter() throws BlockException {
         gate.enter();
+        if (closed) {
+            gate.leave();
+            throw new BlockException("Node '" + nodeName + "' is closed");
+        }
+    }
+
+    private void enterAlways() throws BlockException {
+        gate.enterAlways();
         if (closed) {
             gate.leave();
             throw new BlockException("Node '" + nodeName + "' is closed");

@@ -4,6 +4,8 @@ import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.drivers.Drivers;
+import dev.strata.job.Job;
+import dev.strata.job.JobRegistry;
 import dev.strata.qmp.Commands;
 import dev.strata.qmp.Qmp;
 import dev.strata.qmp.QmpException;
@@ -13,6 +15,9 @@ import dev.strata.qmp.commands.BlockCommands;
 import dev.strata.qmp.commands.BlockdevSchema;
 import dev.strata.qmp.commands.ControlCommands;
 import dev.strata.qmp.commands.HmpCommands;
+import dev.strata.qmp.commands.JobCommands;
+import dev.strata.qmp.commands.JobEvents;
+import dev.strata.qmp.commands.JobLauncher;
 import dev.strata.qmp.json.Json;
 import dev.strata.qmp.schema.Decoder;
 import dev.strata.qmp.schema.SchemaException;
@@ -74,6 +79,7 @@ public final class Daemon implements AutoCloseable {
     private final BlockGraph graph;
     private final Qmp qmp;
     private final BlockdevSchema blockdevSchema;
+    private final JobRegistry jobs;
     private final AtomicBoolean stopping = new AtomicBoolean();
     private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile Path pidFile;
@@ -88,7 +94,12 @@ public final class Daemon implements AutoCloseable {
         BlockCommands.register(commands, graph);
         BitmapCommands.register(commands, graph);
         HmpCommands.register(commands, graph);
+        JobEvents events = new JobEvents();
+        JobLauncher launcher = new JobLauncher();
+        this.jobs = new JobRegistry(events, launcher);
+        JobCommands.register(commands, graph, jobs, launcher);
         this.qmp = new Qmp(commands, info);
+        events.attach(qmp::emit);
         this.blockdevSchema = new BlockdevSchema(graph::hasDriver);
     }
 
@@ -125,6 +136,10 @@ public final class Daemon implements AutoCloseable {
 
     public Qmp qmp() {
         return qmp;
+    }
+
+    public JobRegistry jobs() {
+        return jobs;
     }
 
     /** The QMP sockets this daemon listens on. */
@@ -366,6 +381,10 @@ public final class Daemon implements AutoCloseable {
     }
 
     private void closeNodes() {
+        // jobs first: each gives its nodes back (drive-backup closes its target) before nodes close
+        for (Job j : jobs.jobs()) {
+            jobs.cancelSync(j);
+        }
         for (BlockNode n : graph.nodes()) {
             if (!n.readOnly() && !n.isClosed()) {
                 try {

@@ -129,6 +129,10 @@ public final class QmpSession {
 
     private void enqueue(Out out, long size) {
         if (closed.get()) {
+            // what was to run after a reply (starting jobs) must run even if the client went away
+            if (out instanceof Action(Runnable run)) {
+                run.run();
+            }
             return;
         }
         if (pendingBytes.addAndGet(size) > MAX_PENDING_BYTES) {
@@ -172,7 +176,13 @@ public final class QmpSession {
     /** Closes the connection; a blocked reader wakes with end of input. */
     public void close() {
         if (closed.compareAndSet(false, true)) {
-            outbox.clear();
+            java.util.List<Out> left = new java.util.ArrayList<>();
+            outbox.drainTo(left);
+            for (Out out : left) {
+                if (out instanceof Action(Runnable run)) {
+                    run.run();
+                }
+            }
             outbox.add(new Stop());
             try {
                 channel.close();

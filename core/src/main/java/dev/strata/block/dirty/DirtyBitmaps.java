@@ -295,6 +295,96 @@ public final class DirtyBitmaps {
         }
     }
 
+    // ---- the same changes with a way back, for transactions (abort restores what prepare changed)
+
+    /** block-dirty-bitmap-clear in a transaction: clears and returns the undo. */
+    public Runnable clearUndoable(String name) throws BitmapException {
+        lock.lock();
+        try {
+            DirtyBitmap b = lookup(name);
+            check(b, Check.DEFAULT);
+            var saved = b.snapshotBits();
+            b.bits().resetAll();
+            return () -> restore(b, saved);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** block-dirty-bitmap-enable/-disable in a transaction: applies and returns the undo. */
+    public Runnable setEnabledUndoable(String name, boolean on) throws BitmapException {
+        lock.lock();
+        try {
+            DirtyBitmap b = lookup(name);
+            check(b, Check.ALLOW_RO);
+            boolean was = b.enabled();
+            b.setEnabled(on);
+            return () -> {
+                lock.lock();
+                try {
+                    b.setEnabled(was);
+                } finally {
+                    lock.unlock();
+                }
+            };
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** block-dirty-bitmap-merge in a transaction: merges and returns the undo (the target's old bits). */
+    public Runnable mergeUndoable(DirtyBitmap target, List<DirtyBitmap> sources) throws BitmapException {
+        lock.lock();
+        try {
+            var saved = target.snapshotBits();
+            merge(target, sources);
+            return () -> restore(target, saved);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * block-dirty-bitmap-remove in a transaction: the checks of {@link #remove}, then the bitmap is
+     * held (busy) until the commit drops it ({@link #dropHeld}) or the abort lets it go.
+     */
+    public DirtyBitmap holdForRemoval(String name) throws BitmapException {
+        lock.lock();
+        try {
+            DirtyBitmap b = lookup(name);
+            if (b.busy()) {
+                check(b, Check.ALLOW_RO);
+            }
+            if (b.readOnly()) {
+                throw new BitmapException("Bitmap '" + name + "' is readonly and cannot be modified");
+            }
+            b.hold();
+            return b;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Commits a {@link #holdForRemoval}: the bitmap goes. */
+    public void dropHeld(DirtyBitmap b) {
+        lock.lock();
+        try {
+            b.release();
+            drop(b);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void restore(DirtyBitmap b, dev.strata.bitmap.HBitmap saved) {
+        lock.lock();
+        try {
+            b.restoreBits(saved);
+        } finally {
+            lock.unlock();
+        }
+    }
+
     private static DirtyBitmap requireSuccessor(DirtyBitmap parent) {
         DirtyBitmap s = parent.successor();
         if (s == null) {

@@ -96,7 +96,7 @@ public final class BitmapCommands {
         }
     }
 
-    private static void add(Nodes nodes, BlockDirtyBitmapAdd a) throws QmpException {
+    static DirtyBitmap add(Nodes nodes, BlockDirtyBitmapAdd a) throws QmpException {
         if (a.name().isEmpty()) {
             throw new QmpException("Bitmap name cannot be empty");
         }
@@ -117,10 +117,19 @@ public final class BitmapCommands {
         } catch (IOException e) {
             throw new QmpException("could not get length of device: " + e.getMessage());
         }
-        run(() -> node.bitmaps().add(a.name(), length, granularity, a.disabled()));
+        try {
+            return node.bitmaps().add(a.name(), length, granularity, a.disabled());
+        } catch (BitmapException e) {
+            throw new QmpException(e.getMessage());
+        }
     }
 
     private static void merge(Nodes nodes, BlockDirtyBitmapMerge a) throws QmpException {
+        mergeUndoable(nodes, a);
+    }
+
+    /** Merges as the command does; returns how to restore the target (a transaction's abort). */
+    static Runnable mergeUndoable(Nodes nodes, BlockDirtyBitmapMerge a) throws QmpException {
         BlockNode node = nodes.lookupNode(a.node());
         DirtyBitmap target = Nodes.bitmap(node, a.target());
         List<DirtyBitmap> sources = new ArrayList<>();
@@ -135,6 +144,10 @@ public final class BitmapCommands {
             // qemu-storage-daemon 7.2 aborts on an empty list; a merge of nothing is a caller's mistake
             throw new QmpException("Parameter 'bitmaps' must name at least one bitmap to merge");
         }
-        run(() -> node.bitmaps().merge(target, sources));
+        try {
+            return node.bitmaps().mergeUndoable(target, sources);
+        } catch (BitmapException e) {
+            throw new QmpException(e.getMessage());
+        }
     }
 }

@@ -75,6 +75,10 @@ public final class BlockCommands {
             }
             throw new QmpException("Failed to find node with node-name='" + name + "'");
         }
+        if (node.blocker().isPresent()) {
+            throw new QmpException(
+                    "Node '" + name + "' is busy: " + node.blocker().get());
+        }
         try {
             if (!node.readOnly() && !node.isClosed()) {
                 node.flush();

@@ -1,0 +1,206 @@
+package dev.strata.backup;
+
+import dev.strata.block.BlockException;
+import dev.strata.block.BlockNode;
+import dev.strata.block.IoGate;
+import dev.strata.block.dirty.DirtyBitmap;
+import dev.strata.job.Job;
+import dev.strata.job.JobListener.ErrorAction;
+import dev.strata.job.JobRegistry;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * A backup job: copies the source as it was when the job was created to the target, while the
+ * guest keeps writing (QEMU's backup job with its copy-before-write filter).
+ *
+ * <p>Invariants (ARCHITECTURE.md 3 and 4): the job is created with the source drained; in that
+ * instant the clusters to copy are fixed, the user's bitmap (if any) is frozen with a successor
+ * that records every later write, and the copy-before-write hook is installed, so every later
+ * guest write first saves the old contents of clusters not yet copied. On success the bitmap is
+ * handled per bitmap-mode (on-success: the successor takes its place); on failure or cancel the
+ * successor is merged back, so the bitmap is as if the job never ran plus every write since.
+ *
+ * <p>Concurrency: {@link #run} runs on the job's virtual thread and copies through a single reused
+ * buffer of {@link #CHUNK} bytes; copy-before-write runs on the guest's writing thread; the two
+ * meet only in {@link BlockCopy}'s claims. Commit, abort and clean run under the job registry's
+ * lock after the work has ended. Clean drains the source to take the hook away, so no guest write
+ * can be half way through a copy to a target that is about to be closed.
+ */
+public final class BackupJob extends Job {
+    /** Largest piece copied at once: big enough for sequential throughput, small enough to pause. */
+    static final int CHUNK = 4 << 20;
+
+    // set at creation, never changed
+    private final BlockNode source;
+    private final BlockNode target;
+    private final SyncMode sync;
+    private final DirtyBitmap syncBitmap;
+    private final BitmapMode bitmapMode;
+    private final OnError onSourceError;
+    private final OnError onTargetError;
+    private final BlockCopy copy;
+    private final Runnable onClean;
+    private final dev.strata.block.BeforeWrite hook;
+
+    BackupJob(
+            JobRegistry registry,
+            BackupRequest r,
+            SyncMode sync,
+            DirtyBitmap syncBitmap,
+            BitmapMode mode,
+            long length,
+            long clusterSize) {
+        super(registry, r.jobId(), "backup", r.autoFinalize(), r.autoDismiss());
+        this.source = r.source();
+        this.target = r.target();
+        this.sync = sync;
+        this.syncBitmap = syncBitmap;
+        this.bitmapMode = mode;
+        this.onSourceError = r.onSourceError();
+        this.onTargetError = r.onTargetError();
+        this.onClean = r.onClean();
+        this.copy = new BlockCopy(source, target, length, clusterSize, r.compress(), this::addProgress);
+        this.hook = (node, offset, len) -> copy.beforeGuestWrite(offset, len);
+    }
+
+    BlockCopy blockCopy() {
+        return copy;
+    }
+
+    public BlockNode source() {
+        return source;
+    }
+
+    public BlockNode target() {
+        return target;
+    }
+
+    /** The user's bitmap this job froze, or null. */
+    public DirtyBitmap syncBitmap() {
+        return syncBitmap;
+    }
+
+    /** Starts copy-before-write and marks the nodes as used (the source is drained by the caller). */
+    void attach() {
+        source.addBeforeWrite(hook);
+        source.addBlocker(BLOCKER);
+        target.addBlocker(BLOCKER);
+    }
+
+    static final String BLOCKER = "block device is in use by block job: backup";
+
+    @Override
+    protected void run() throws JobFailure {
+        if (sync == SyncMode.NONE) {
+            // only copy-before-write copies; the job lasts until it is cancelled
+            while (!pausePoint()) {
+                sleep(1_000_000_000L);
+            }
+            return;
+        }
+        ByteBuffer buf = ByteBuffer.allocateDirect(CHUNK);
+        long pos = 0;
+        long next = System.nanoTime();
+        long lastSpeed = 0;
+        while (true) {
+            if (pausePoint()) {
+                return;
+            }
+            long speed = currentSpeed();
+            if (speed != lastSpeed) {
+                next = System.nanoTime();
+                lastSpeed = speed;
+            }
+            long max = speed > 0 ? Math.clamp(speed / 10, copy.clusterSize(), CHUNK) : CHUNK;
+            BlockCopy.Run r = copy.claimNext(pos, max);
+            if (r == null) {
+                if (copy.done()) {
+                    break;
+                }
+                copy.awaitIdle();
+                pos = 0;
+                continue;
+            }
+            try {
+                copy.copy(r, buf);
+                copy.release(r, true);
+                addProgress(r.length());
+                pos = r.end();
+            } catch (CopyFailure f) {
+                copy.release(r, false);
+                pos = r.start();
+                ErrorAction action = decide(f);
+                ioError(f.read(), action, f.errno() == BlockException.ENOSPC);
+                if (action == ErrorAction.REPORT) {
+                    throw new JobFailure(f.getMessage());
+                }
+                continue;
+            }
+            if (speed > 0) {
+                next += r.length() * 1_000_000_000L / speed;
+                long delay = next - System.nanoTime();
+                if (delay > 0 && sleep(delay)) {
+                    return;
+                }
+            }
+        }
+        try {
+            target.flush();
+        } catch (IOException e) {
+            CopyFailure f = new CopyFailure(false, e);
+            ioError(false, ErrorAction.REPORT, f.errno() == BlockException.ENOSPC);
+            throw new JobFailure(f.getMessage());
+        }
+    }
+
+    private ErrorAction decide(CopyFailure f) {
+        OnError policy = f.read() ? onSourceError : onTargetError;
+        return switch (policy) {
+            case REPORT -> ErrorAction.REPORT;
+            case IGNORE -> ErrorAction.IGNORE;
+            case STOP -> ErrorAction.STOP;
+            case ENOSPC, AUTO -> f.errno() == BlockException.ENOSPC ? ErrorAction.STOP : ErrorAction.REPORT;
+        };
+    }
+
+    @Override
+    protected void commit() {
+        if (syncBitmap != null) {
+            cleanupSyncBitmap(true);
+        }
+    }
+
+    @Override
+    protected void abort() {
+        if (syncBitmap != null) {
+            cleanupSyncBitmap(false);
+        }
+    }
+
+    /** QEMU's backup_cleanup_sync_bitmap. */
+    private void cleanupSyncBitmap(boolean success) {
+        boolean takeSuccessor = (success || bitmapMode == BitmapMode.ALWAYS) && bitmapMode != BitmapMode.NEVER;
+        DirtyBitmap bm = takeSuccessor
+                ? source.bitmaps().abdicate(syncBitmap)
+                : source.bitmaps().reclaim(syncBitmap);
+        if (!success && bitmapMode == BitmapMode.ALWAYS) {
+            for (BlockCopy.Run r : copy.remaining()) {
+                bm.setDirty(r.start(), r.length());
+            }
+        }
+    }
+
+    @Override
+    protected void clean() {
+        try (IoGate.Drained d = source.drain()) {
+            source.removeBeforeWrite(hook);
+        }
+        copy.awaitIdle();
+        source.removeBlocker(BLOCKER);
+        target.removeBlocker(BLOCKER);
+        if (onClean != null) {
+            onClean.run();
+        }
+    }
+}
