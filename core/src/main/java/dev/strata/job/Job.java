@@ -291,7 +291,8 @@ public abstract class Job {
 
     void created(JobTxn t) {
         txn = t;
-        t.jobs.add(this);
+        // QEMU inserts at the head: a transaction finalises its newest job first
+        t.jobs.addFirst(this);
         transition(JobStatus.CREATED);
     }
 

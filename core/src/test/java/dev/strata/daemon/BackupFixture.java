@@ -95,8 +95,12 @@ final class BackupFixture implements AutoCloseable {
     }
 
     static void assertSame(Path snapshot, Path backup) throws Exception {
+        assertSame(snapshot, backup, "qcow2");
+    }
+
+    static void assertSame(Path snapshot, Path backup, String format) throws Exception {
         Interop.Result r =
-                Interop.qemuImg("compare", "-f", "raw", "-F", "qcow2", snapshot.toString(), backup.toString());
+                Interop.qemuImg("compare", "-f", "raw", "-F", format, snapshot.toString(), backup.toString());
         assertThat(r.exitCode())
                 .as("qemu-img compare %s %s: %s %s", snapshot, backup, r.stdout(), r.stderr())
                 .isZero();
@@ -133,7 +137,7 @@ final class BackupFixture implements AutoCloseable {
                 Map<String, Object> e = events.get(i);
                 Map<String, Object> data = (Map<String, Object>) e.getOrDefault("data", Map.of());
                 if (name.equals(e.get("event")) && (device == null || device.equals(data.get("device")))) {
-                    events.subList(0, i + 1).clear();
+                    events.remove(i);
                     return data;
                 }
             }
@@ -170,6 +174,40 @@ final class BackupFixture implements AutoCloseable {
             }
         }
         throw new AssertionError("no bitmap " + name + " on " + drive);
+    }
+
+    /**
+     * Adds node {@code name}: an in-memory disk of the drives' size that fails on demand (the
+     * test-only "faulty" driver), holding a copy of drive {@code copyOf}'s data when not null.
+     */
+    dev.strata.testing.FaultyDisk addFaulty(String name, String copyOf) throws Exception {
+        dev.strata.testing.FaultyDisk disk = new dev.strata.testing.FaultyDisk(SIZE);
+        if (copyOf != null) {
+            byte[] bytes = Files.readAllBytes(dir.resolve(copyOf.equals("drive0") ? "d0.raw" : "d1.raw"));
+            disk.write(0, java.nio.ByteBuffer.wrap(bytes));
+        }
+        daemon.qmp().underCommandLock(() -> {
+            if (!daemon.graph().hasDriver("faulty")) {
+                daemon.graph().register("faulty", (o, ctx) -> pending);
+            }
+            pending = disk;
+            return daemon.graph()
+                    .add(dev.strata.block.BlockOptions.empty()
+                            .put("driver", "faulty")
+                            .put("node-name", name));
+        });
+        return disk;
+    }
+
+    private volatile dev.strata.testing.FaultyDisk pending;
+
+    /** A faulty disk's content as a raw file, for qemu-img compare. */
+    Path faultySnapshot(dev.strata.testing.FaultyDisk disk, String name) throws IOException {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate((int) SIZE);
+        disk.read(0, b);
+        Path out = dir.resolve(name);
+        Files.write(out, b.array());
+        return out;
     }
 
     @Override

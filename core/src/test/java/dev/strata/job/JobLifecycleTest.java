@@ -138,14 +138,14 @@ class JobLifecycleTest {
         assertThat(e.subList(e.indexOf("b waiting"), e.size()))
                 .containsExactly(
                         "b waiting",
-                        "a pending",
                         "b pending",
-                        "a COMPLETED",
-                        "a concluded",
-                        "a null",
+                        "a pending",
                         "b COMPLETED",
                         "b concluded",
-                        "b null");
+                        "b null",
+                        "a COMPLETED",
+                        "a concluded",
+                        "a null");
     }
 
     @Test
