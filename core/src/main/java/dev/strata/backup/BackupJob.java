@@ -31,6 +31,9 @@ public final class BackupJob extends Job {
     /** Largest piece copied at once: big enough for sequential throughput, small enough to pause. */
     static final int CHUNK = 4 << 20;
 
+    /** The piece copied at once when a speed is set (QEMU's block-copy chunk). */
+    static final int RATE_LIMITED_CHUNK = 1 << 20;
+
     // set at creation, never changed
     private final BlockNode source;
     private final BlockNode target;
@@ -112,7 +115,8 @@ public final class BackupJob extends Job {
                 next = System.nanoTime();
                 lastSpeed = speed;
             }
-            long max = speed > 0 ? Math.clamp(speed / 10, copy.clusterSize(), CHUNK) : CHUNK;
+            // rate-limited, QEMU copies 1 MiB at a time and then waits its turn; so does Strata
+            long max = speed > 0 ? Math.max(copy.clusterSize(), RATE_LIMITED_CHUNK) : CHUNK;
             BlockCopy.Run r = copy.claimNext(pos, max);
             if (r == null) {
                 if (copy.done()) {

@@ -44,6 +44,7 @@ public abstract class Job {
     private int pauseCount = 1;
 
     private boolean userPaused;
+    private boolean drainPaused;
     private boolean paused;
     private boolean started;
     private boolean deferred;
@@ -296,14 +297,33 @@ public abstract class Job {
         transition(JobStatus.CREATED);
     }
 
-    /** job_start: the job becomes running; its thread is launched by the registry's launcher. */
-    void startLocked() {
+    /**
+     * job_start: the job becomes running; its thread is launched by the registry's launcher. Started
+     * inside a drained section (a transaction), it pauses at once until the drain ends, as QEMU's
+     * job does at its first pause point (so clients see running, paused, running).
+     */
+    void startLocked(boolean drained) {
         started = true;
         pauseCount--;
         busy = true;
         paused = false;
         transition(JobStatus.RUNNING);
+        if (drained) {
+            drainPaused = true;
+            pauseCount++;
+            transition(JobStatus.PAUSED);
+        }
         registry.launcher.execute(this::body);
+    }
+
+    /** The drain the job started in has ended: running again (unless the user paused it). */
+    void drainEnded() {
+        if (drainPaused) {
+            drainPaused = false;
+            pauseCount--;
+            transition(JobStatus.RUNNING);
+            wake.signalAll();
+        }
     }
 
     private void body() {

@@ -105,7 +105,29 @@ public final class JobRegistry {
     public void start(Job job) {
         lock.lock();
         try {
-            job.startLocked();
+            job.startLocked(false);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * job_start inside a drained section (a transaction's commit): the job pauses at once and runs
+     * when {@link #drainEnded} is called, as QEMU's job does.
+     */
+    public void startDrained(Job job) {
+        lock.lock();
+        try {
+            job.startLocked(true);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    public void drainEnded(Job job) {
+        lock.lock();
+        try {
+            job.drainEnded();
         } finally {
             lock.unlock();
         }

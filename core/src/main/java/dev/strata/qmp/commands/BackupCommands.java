@@ -119,9 +119,38 @@ public final class BackupCommands {
         });
     }
 
-    /** The action of a backup: prepare creates the job, commit starts it, abort cancels it. */
+    /**
+     * The action of a backup: prepare creates the job, commit starts it (paused by the drain, as in
+     * QEMU), abort cancels it, clean lets it run once the drain is over.
+     */
     private static Action backupAction(JobRegistry jobs, Action.Step<BackupJob> create) {
-        return Action.of(create, jobs::start, jobs::cancelSync);
+        return new Action() {
+            private BackupJob job;
+            private boolean started;
+
+            @Override
+            public void prepare() throws TransactionException {
+                job = create.run();
+            }
+
+            @Override
+            public void commit() {
+                jobs.startDrained(job);
+                started = true;
+            }
+
+            @Override
+            public void abort() {
+                jobs.cancelSync(job);
+            }
+
+            @Override
+            public void clean() {
+                if (started) {
+                    jobs.drainEnded(job);
+                }
+            }
+        };
     }
 
     static Action blockdevBackup(Nodes nodes, JobRegistry jobs, JobTxn txn, BlockdevBackup a) {

@@ -20,29 +20,29 @@ import java.util.List;
 public final class JobCommands {
     private JobCommands() {}
 
-    /** QAPI BlockJobInfo. */
+    /** QAPI BlockJobInfo, members in the order qemu-storage-daemon 7.2 prints them. */
     public record BlockJobInfo(
-            String type,
+            boolean autoFinalize,
+            String ioStatus,
             String device,
+            boolean autoDismiss,
+            boolean busy,
             long len,
             long offset,
-            boolean busy,
+            JobStatus status,
             boolean paused,
             long speed,
-            String ioStatus,
             boolean ready,
-            JobStatus status,
-            boolean autoFinalize,
-            boolean autoDismiss,
+            String type,
             @Qapi.Optional String error) {}
 
-    /** QAPI JobInfo. */
+    /** QAPI JobInfo, members in the order qemu-storage-daemon 7.2 prints them. */
     public record JobInfo(
-            String id,
-            String type,
-            JobStatus status,
             long currentProgress,
+            JobStatus status,
             long totalProgress,
+            String type,
+            String id,
             @Qapi.Optional String error) {}
 
     /** Arguments naming a job by id. */
@@ -176,23 +176,23 @@ public final class JobCommands {
     }
 
     static JobInfo jobInfo(Job j) {
-        return new JobInfo(j.id(), j.type(), j.status(), j.progressCurrent(), j.progressTotal(), j.error());
+        return new JobInfo(j.progressCurrent(), j.status(), j.progressTotal(), j.type(), j.id(), j.error());
     }
 
     static BlockJobInfo blockJobInfo(Job j) {
         return new BlockJobInfo(
-                j.type(),
+                j.autoFinalize(),
+                j.ioStatus(),
                 j.id(),
+                j.autoDismiss(),
+                j.busy(),
                 j.progressTotal(),
                 j.progressCurrent(),
-                j.busy(),
+                j.status(),
                 j.paused(),
                 j.speed(),
-                j.ioStatus(),
                 false,
-                j.status(),
-                j.autoFinalize(),
-                j.autoDismiss(),
+                j.type(),
                 j.error());
     }
 }

@@ -7,27 +7,28 @@ import dev.strata.qmp.schema.Qapi;
 import java.util.function.BiConsumer;
 
 /**
- * Turns what jobs report into QEMU's events with QEMU's members: JOB_STATUS_CHANGE,
+ * Turns what jobs report into QEMU's events with QEMU's members (in the order qemu-storage-daemon
+ * 7.2 prints them): JOB_STATUS_CHANGE,
  * BLOCK_JOB_PENDING, BLOCK_JOB_COMPLETED / BLOCK_JOB_CANCELLED and BLOCK_JOB_ERROR.
  */
 public final class JobEvents implements JobListener {
     /** JOB_STATUS_CHANGE's data. */
-    public record JobStatusChange(String id, JobStatus status) {}
+    public record JobStatusChange(JobStatus status, String id) {}
 
     /** BLOCK_JOB_PENDING's data. */
     public record BlockJobPending(String type, String id) {}
 
     /** BLOCK_JOB_COMPLETED's data ({@code error} only on failure). */
     public record BlockJobCompleted(
-            String type,
             String device,
             long len,
             long offset,
             long speed,
+            String type,
             @Qapi.Optional String error) {}
 
     /** BLOCK_JOB_CANCELLED's data. */
-    public record BlockJobCancelled(String type, String device, long len, long offset, long speed) {}
+    public record BlockJobCancelled(String device, long len, long offset, long speed, String type) {}
 
     /** BLOCK_JOB_ERROR's data. */
     public record BlockJobError(String device, String operation, String action) {}
@@ -41,7 +42,7 @@ public final class JobEvents implements JobListener {
 
     @Override
     public void statusChanged(Job job) {
-        emit.accept("JOB_STATUS_CHANGE", new JobStatusChange(job.id(), job.status()));
+        emit.accept("JOB_STATUS_CHANGE", new JobStatusChange(job.status(), job.id()));
     }
 
     @Override
@@ -55,16 +56,16 @@ public final class JobEvents implements JobListener {
             emit.accept(
                     "BLOCK_JOB_CANCELLED",
                     new BlockJobCancelled(
-                            job.type(), job.id(), job.progressTotal(), job.progressCurrent(), job.speed()));
+                            job.id(), job.progressTotal(), job.progressCurrent(), job.speed(), job.type()));
         } else {
             emit.accept(
                     "BLOCK_JOB_COMPLETED",
                     new BlockJobCompleted(
-                            job.type(),
                             job.id(),
                             job.progressTotal(),
                             job.progressCurrent(),
                             job.speed(),
+                            job.type(),
                             job.error()));
         }
     }
