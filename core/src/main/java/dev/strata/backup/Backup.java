@@ -118,9 +118,6 @@ public final class Backup {
         } catch (JobException e) {
             throw new BackupException(e.getMessage());
         }
-        if (r.speed() < 0) {
-            throw new BackupException("Parameter 'speed' expects a non-negative value");
-        }
         BackupJob job = new BackupJob(jobs, r, sync, bitmap, mode, length, cluster);
         BlockCopy copy = job.blockCopy();
         try {
@@ -132,8 +129,14 @@ public final class Backup {
         job.setTotal(copy.bytesToCopy());
         try {
             jobs.add(job, txn);
+        } catch (JobException e) {
+            throw new BackupException(e.getMessage());
+        }
+        try {
             jobs.setSpeed(job, r.speed());
         } catch (JobException e) {
+            // as QEMU: the job existed for a moment (created, then null)
+            jobs.earlyFail(job);
             throw new BackupException(e.getMessage());
         }
         job.attach();

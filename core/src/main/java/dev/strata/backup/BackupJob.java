@@ -84,10 +84,13 @@ public final class BackupJob extends Job {
         return syncBitmap;
     }
 
-    /** Starts copy-before-write and marks the nodes as used (the source is drained by the caller). */
+    /**
+     * Starts copy-before-write and marks the nodes as used (the source is drained by the caller):
+     * the target is QEMU-busy (no other job, no blockdev-del); the source may serve other backups.
+     */
     void attach() {
         source.addBeforeWrite(hook);
-        source.addBlocker(BLOCKER);
+        source.attachJob();
         target.addBlocker(BLOCKER);
     }
 
@@ -201,7 +204,7 @@ public final class BackupJob extends Job {
             source.removeBeforeWrite(hook);
         }
         copy.awaitIdle();
-        source.removeBlocker(BLOCKER);
+        source.detachJob();
         target.removeBlocker(BLOCKER);
         if (onClean != null) {
             onClean.run();

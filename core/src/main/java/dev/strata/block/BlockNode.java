@@ -173,6 +173,26 @@ public final class BlockNode implements AutoCloseable {
         blockers = List.copyOf(next);
     }
 
+    /**
+     * Marks the node as the source of a job (a backup's copy-before-write sits on it, as QEMU's
+     * filter node sits above it): it cannot be deleted meanwhile ("Block device %s is in use").
+     */
+    public synchronized void attachJob() {
+        jobParents++;
+    }
+
+    public synchronized void detachJob() {
+        jobParents--;
+    }
+
+    /** Whether a job uses the node as its source. */
+    public synchronized boolean hasJobParents() {
+        return jobParents > 0;
+    }
+
+    // guarded by this
+    private int jobParents;
+
     /** The first reason the node is in use, if any. */
     public Optional<String> blocker() {
         List<String> b = blockers;

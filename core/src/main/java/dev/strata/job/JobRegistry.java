@@ -101,6 +101,17 @@ public final class JobRegistry {
         }
     }
 
+    /** job_early_fail: a job that could not be set up goes from created straight to null. */
+    public void earlyFail(Job job) {
+        lock.lock();
+        try {
+            job.txn.jobs.remove(job);
+            job.dismissLocked();
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** job_start: running now; the work begins on the job's own thread. */
     public void start(Job job) {
         lock.lock();

@@ -155,7 +155,7 @@ class DaemonBackupTest {
                 .isEqualTo(
                         "GenericError: Bitmap 'bitmap0' is currently in use by another operation and cannot be used");
         assertThat(QmpClient.errorOf(qmp.execute("blockdev-del", args("node-name", "drive0"))))
-                .isEqualTo("GenericError: Node 'drive0' is busy: block device is in use by block job: backup");
+                .isEqualTo("GenericError: Block device drive0 is in use");
         qmp.ok("block-job-cancel", args("device", "drive0"));
         Map<String, Object> cancelled = f.awaitEvent("BLOCK_JOB_CANCELLED", "drive0");
         assertThat(cancelled).containsOnlyKeys("type", "device", "len", "offset", "speed");
@@ -420,15 +420,32 @@ class DaemonBackupTest {
                                 args("completion-mode", "grouped")))))
                 .isEqualTo(
                         "GenericError: Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped");
-        qmp.ok("drive-backup", args("device", "drive0", "target", t, "sync", "full", "speed", 1, "format", "qcow2"));
-        assertThat(QmpClient.errorOf(qmp.execute(
-                        "drive-backup",
-                        args("device", "drive0", "target", t + "2", "sync", "full", "job-id", "other"))))
-                .isEqualTo("GenericError: Node 'drive0' is busy: block device is in use by block job: backup");
+        f.createQcow2("t0.qcow2", null);
+        qmp.ok(
+                "blockdev-add",
+                args(
+                        "driver",
+                        "qcow2",
+                        "node-name",
+                        "tgt",
+                        "file",
+                        args(
+                                "driver",
+                                "file",
+                                "filename",
+                                dir.resolve("t0.qcow2").toString())));
+        qmp.ok("blockdev-backup", args("device", "drive0", "target", "tgt", "sync", "full", "speed", 1));
         assertThat(QmpClient.errorOf(qmp.execute(
                         "blockdev-backup",
-                        args("device", "drive1", "target", "drive0", "sync", "full", "job-id", "drive0"))))
-                .isEqualTo("GenericError: Node 'drive0' is busy: block device is in use by block job: backup");
+                        args("device", "drive1", "target", "tgt", "sync", "full", "job-id", "other"))))
+                .isEqualTo("GenericError: Node 'tgt' is busy: block device is in use by block job: backup");
+        assertThat(QmpClient.errorOf(qmp.execute(
+                        "drive-backup", args("device", "tgt", "target", t, "sync", "full", "job-id", "other"))))
+                .isEqualTo("GenericError: Node 'tgt' is busy: block device is in use by block job: backup");
+        assertThat(QmpClient.errorOf(qmp.execute("blockdev-del", args("node-name", "tgt"))))
+                .isEqualTo("GenericError: Node 'tgt' is busy: block device is in use by block job: backup");
+        assertThat(QmpClient.errorOf(qmp.execute("blockdev-del", args("node-name", "drive0"))))
+                .isEqualTo("GenericError: Block device drive0 is in use");
         assertThat(QmpClient.errorOf(qmp.execute("job-dismiss", args("id", "drive0"))))
                 .isEqualTo("GenericError: Job 'drive0' in state 'running' cannot accept command verb 'dismiss'");
         assertThat(QmpClient.errorOf(qmp.execute("block-job-pause", args("device", "x"))))

@@ -17,11 +17,12 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * The same QMP script ({@code differential/bitmaps.qmp}) run against qemu-storage-daemon 7.2 and
+ * The same QMP script ({@code differential/bitmaps.qmp}, {@code differential/jobs.qmp}) run against qemu-storage-daemon 7.2 and
  * against Strata, each in its own sandbox with the same nodes; every response must be equal once
  * timestamps, versions, sandbox paths, automatic node names and allocated sizes are masked. Lines
  * the script marks {@code @differs} or {@code @strata-only} are the known differences, each with
@@ -63,8 +64,10 @@ class QsdDifferentialTest {
                 f.setLength(e.getValue());
             }
         }
-        Interop.qemuImg("create", "-q", "-f", "qcow2", dir.resolve("q.qcow2").toString(), "64M")
-                .assertOk();
+        for (String q : List.of("q.qcow2", "t0.qcow2", "t1.qcow2", "t2.qcow2")) {
+            Interop.qemuImg("create", "-q", "-f", "qcow2", dir.resolve(q).toString(), "64M")
+                    .assertOk();
+        }
     }
 
     private static List<String> blockdevs(Path dir) {
@@ -77,13 +80,15 @@ class QsdDifferentialTest {
     }
 
     /** One script entry: the text to send (or the guest write), and how to treat its responses. */
-    private record Step(int line, String text, boolean guestWrite, String differs, boolean strataOnly) {}
+    private record Step(
+            int line, String text, boolean guestWrite, String differs, boolean strataOnly, boolean settle) {}
 
-    private static List<Step> script() throws IOException {
+    private static List<Step> script(String name) throws IOException {
         List<Step> steps = new ArrayList<>();
         String differs = null;
         boolean strataOnly = false;
-        try (InputStream in = QsdDifferentialTest.class.getResourceAsStream("differential/bitmaps.qmp")) {
+        boolean settle = false;
+        try (InputStream in = QsdDifferentialTest.class.getResourceAsStream("differential/" + name)) {
             String[] lines = new String(in.readAllBytes(), StandardCharsets.UTF_8).split("\n");
             for (int i = 0; i < lines.length; i++) {
                 String l = lines[i];
@@ -94,14 +99,19 @@ class QsdDifferentialTest {
                     differs = l.substring("@differs ".length());
                     continue;
                 }
+                if (l.equals("@settle")) {
+                    settle = true;
+                    continue;
+                }
                 if (l.startsWith("@strata-only ")) {
                     differs = l.substring("@strata-only ".length());
                     strataOnly = true;
                     continue;
                 }
-                steps.add(new Step(i + 1, l, l.startsWith("!"), differs, strataOnly));
+                steps.add(new Step(i + 1, l, l.startsWith("!"), differs, strataOnly, settle));
                 differs = null;
                 strataOnly = false;
+                settle = false;
             }
         }
         return steps;
@@ -114,13 +124,14 @@ class QsdDifferentialTest {
         void guestWrite(QmpClient c, String node, String command) throws Exception;
     }
 
-    @Test
-    void qemuAndStrataAnswerTheScriptAlike() throws Exception {
+    @ParameterizedTest
+    @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp"})
+    void qemuAndStrataAnswerTheScriptAlike(String scriptName) throws Exception {
         Interop.require("qemu-storage-daemon");
         Interop.require("qemu-io");
         images(qemuDir);
         images(strataDir);
-        List<Step> steps = script();
+        List<Step> steps = script(scriptName);
 
         Path qsdSocket = qemuDir.resolve("qmp.sock");
         Path nbdSocket = qemuDir.resolve("nbd.sock");
@@ -197,7 +208,7 @@ class QsdDifferentialTest {
                     continue;
                 }
                 sync++;
-                List<Object> fromStrata = exchange(s, mine, step.text(), sync);
+                List<Object> fromStrata = exchange(s, mine, step, sync);
                 if (step.strataOnly()) {
                     known.append("line ")
                             .append(step.line())
@@ -208,7 +219,7 @@ class QsdDifferentialTest {
                             .append('\n');
                     continue;
                 }
-                List<Object> fromQemu = exchange(q, qemu, step.text(), sync);
+                List<Object> fromQemu = exchange(q, qemu, step, sync);
                 if (step.differs() != null) {
                     known.append("line ")
                             .append(step.line())
@@ -243,8 +254,11 @@ class QsdDifferentialTest {
      * Sends one script line and collects every message up to the reply to a marker request sent
      * right after it, so a line may answer with any number of messages (a stray byte gives two).
      */
-    private static List<Object> exchange(QmpClient c, Side side, String line, int sync) throws IOException {
-        String text = line.replace("@DIR@", side.dir().toString());
+    private static List<Object> exchange(QmpClient c, Side side, Step step, int sync) throws Exception {
+        if (step.settle()) {
+            return settle(c, side, step.text(), sync);
+        }
+        String text = step.text().replace("@DIR@", side.dir().toString());
         String marker = "__sync_" + sync;
         c.sendRaw(text + "\n");
         c.sendRaw("{\"execute\":\"query-version\",\"id\":\"" + marker + "\"}\n");
@@ -256,6 +270,56 @@ class QsdDifferentialTest {
             }
             out.add(normalise(m, side.dir().toString()));
         }
+    }
+
+    /** Jobs rest (for a script's purposes) when pending, concluded or paused, or when none is left. */
+    private static final java.util.Set<String> RESTING = java.util.Set.of("pending", "concluded", "paused");
+
+    /**
+     * Sends one script line and then polls query-jobs until every job rests, collecting what came
+     * meanwhile: the replies in order, then the events in order, grouped by job (a job's events
+     * may come before or after the reply that caused them, depending on timing, and two jobs of a
+     * transaction run side by side).
+     */
+    @SuppressWarnings("unchecked")
+    private static List<Object> settle(QmpClient c, Side side, String line, int sync) throws Exception {
+        String text = line.replace("@DIR@", side.dir().toString());
+        c.sendRaw(text + "\n");
+        List<Object> replies = new ArrayList<>();
+        Map<String, List<Object>> events = new java.util.TreeMap<>();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        for (int poll = 0; ; poll++) {
+            String marker = "__settle_" + sync + "_" + poll;
+            c.sendRaw("{\"execute\":\"query-jobs\",\"id\":\"" + marker + "\"}\n");
+            boolean resting;
+            while (true) {
+                Map<String, Object> m = c.readMessage();
+                if (marker.equals(m.get("id"))) {
+                    resting = ((List<Map<String, Object>>) m.get("return"))
+                            .stream().allMatch(j -> RESTING.contains(j.get("status")));
+                    break;
+                }
+                Object n = normalise(m, side.dir().toString());
+                if (m.containsKey("event")) {
+                    Map<String, Object> data = (Map<String, Object>) m.getOrDefault("data", Map.of());
+                    Object job = data.containsKey("id") ? data.get("id") : data.get("device");
+                    events.computeIfAbsent(String.valueOf(job), k -> new ArrayList<>())
+                            .add(n);
+                } else {
+                    replies.add(n);
+                }
+            }
+            if (resting && poll > 0) {
+                break;
+            }
+            assertThat(System.nanoTime())
+                    .as("jobs settle within 30 s: %s", line)
+                    .isLessThan(deadline);
+            Thread.sleep(resting ? 100 : 10);
+        }
+        List<Object> out = new ArrayList<>(replies);
+        events.values().forEach(out::addAll);
+        return out;
     }
 
     private static void compare(int line, String text, List<Object> qemu, List<Object> strata, List<String> out) {

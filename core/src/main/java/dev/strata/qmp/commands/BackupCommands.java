@@ -267,7 +267,7 @@ public final class BackupCommands {
                     }
                     Qcow2Create.create(Path.of(filename), o);
                 }
-                case "raw" -> {
+                case "raw", "file" -> {
                     try (RandomAccessFile f = new RandomAccessFile(filename, "rw")) {
                         f.setLength(0);
                         f.setLength(size);

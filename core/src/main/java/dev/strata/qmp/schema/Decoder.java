@@ -70,7 +70,7 @@ public final class Decoder {
         return switch (type) {
             case Builtin b -> builtin(b, json, path);
             case IntType i -> integer(i.kind(), json, path, bare);
-            case EnumType e -> enumValue(e, json, path);
+            case EnumType e -> enumValue(e, json, path, bare);
             case ListType l -> list(l, json, path);
             case StructType s -> struct(s, json, path);
             case AlternateType a -> alternate(a, json, path);
@@ -233,13 +233,15 @@ public final class Decoder {
         return whole.longValue();
     }
 
-    private Object enumValue(EnumType e, Object json, String path) throws SchemaException {
+    private Object enumValue(EnumType e, Object json, String path, String bare) throws SchemaException {
         if (!(json instanceof String s)) {
             throw invalidType(path, "string");
         }
         Object v = e.decode(s);
         if (v == null) {
-            throw new SchemaException("Parameter '" + shown(path) + "' does not accept value '" + s + "'");
+            // QEMU's input_type_enum names the member alone, not its path ("type" in actions[0])
+            throw new SchemaException(
+                    "Parameter '" + (bare == null ? "null" : bare) + "' does not accept value '" + s + "'");
         }
         return v;
     }
