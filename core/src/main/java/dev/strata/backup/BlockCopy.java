@@ -46,6 +46,11 @@ final class BlockCopy {
     private final int clusterBits;
     private final boolean compress;
     private final LongConsumer progress;
+    /**
+     * Whether a run the target already reads as zeros may be skipped: not when the source is in
+     * the target's backing chain (sync=none over the live disk), whose zeros are about to change.
+     */
+    private final boolean mayKeepTargetZeros;
 
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition settled = lock.newCondition();
@@ -67,9 +72,19 @@ final class BlockCopy {
         this.clusterBits = Long.numberOfTrailingZeros(clusterSize);
         this.compress = compress;
         this.progress = progress;
+        this.mayKeepTargetZeros = !inChain(target, source);
         long clusters = (length + clusterSize - 1) >>> clusterBits;
         this.toCopy = new HBitmap(clusters);
         this.inFlight = new HBitmap(clusters);
+    }
+
+    private static boolean inChain(BlockNode top, BlockNode node) {
+        for (BlockNode n = top; n != null; n = n.backing().orElse(null)) {
+            if (n == node) {
+                return true;
+            }
+        }
+        return false;
     }
 
     long clusterSize() {
@@ -285,7 +300,7 @@ final class BlockCopy {
 
     private void zeros(long offset, long len) throws CopyFailure {
         try {
-            if (readsZero(target, offset, len)) {
+            if (mayKeepTargetZeros && readsZero(target, offset, len)) {
                 return;
             }
             target.jobWriteZeroes(offset, len);
@@ -334,7 +349,7 @@ final class BlockCopy {
             int n = (int) Math.min(piece, r.end() - pos);
             read(pos, buf, n);
             try {
-                if (allZero(buf) && readsZero(target, pos, n)) {
+                if (allZero(buf) && mayKeepTargetZeros && readsZero(target, pos, n)) {
                     continue;
                 }
                 target.jobWriteCompressed(pos, buf);
