@@ -47,6 +47,13 @@ import java.util.zip.Inflater;
  * </ol>
  * A SIGKILL keeps the page cache, so this ordering of writes is enough; {@link #flush()} makes it
  * durable against power loss.
+ *
+ * <p>Dirty bit and lazy refcounts: a dirty image (left by a QEMU that crashed while using lazy
+ * refcounts) is repaired before a read-write open ({@link Qcow2DirtyRepair}) and read as is when
+ * read-only. Strata never sets the dirty bit, not even on a lazy_refcounts image: it always writes
+ * refcounts eagerly and in the order above, so the refcounts on disk are never behind the L2
+ * tables and a crash can leak clusters but leaves nothing a dirty bit would have to announce. The
+ * lazy_refcounts compatible bit is kept, so QEMU goes on using lazy refcounts on the image.
  */
 public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     /** Autoclear bits Strata keeps set on a read-write open: none yet (bitmaps are not interpreted). */
@@ -135,6 +142,19 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         Qcow2Header header = Qcow2Header.read(file::read, file.length());
         header.validate(file.length());
         checkFeatures(header, readOnly);
+        if (header.isDirty() && !readOnly) {
+            // the repair rewrites refcounts (and may grow the file) behind this node's back: start
+            // over from the header, keeping nothing read before it
+            Qcow2DirtyRepair.repair(fileNode);
+            file = new ImageFile(fileNode);
+            header = Qcow2Header.read(file::read, file.length());
+            header.validate(file.length());
+            checkFeatures(header, readOnly);
+            if (header.isDirty()) {
+                throw new BlockException(
+                        "Could not repair dirty image: the check left the dirty bit set", BlockException.EIO);
+            }
+        }
 
         long[] l1 = ClusterMap.loadL1(file, header);
         ClusterMap map = new ClusterMap(file, header, l1, L2_CACHE_BYTES);
@@ -196,12 +216,6 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         }
         if (h.isCorrupt() && !readOnly) {
             throw new BlockException("qcow2: Image is corrupt; cannot be opened read/write", BlockException.EPERM);
-        }
-        if (h.isDirty() && !readOnly) {
-            throw new BlockException(
-                    "qcow2: Image is dirty (refcounts may be inconsistent) and Strata cannot repair refcounts yet;"
-                            + " run 'qemu-img check -r all' on it first, or open it read-only",
-                    BlockException.ENOTSUP);
         }
     }
 
