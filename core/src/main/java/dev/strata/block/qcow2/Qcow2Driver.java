@@ -318,6 +318,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
                 long host = e & ClusterMap.OFFSET_MASK;
                 map.checkDataCluster(e, c);
                 file.checkInside("Data cluster run", host + (long) (clusters - 1) * clusterSize, 1);
+                fileNode.debugEvent("read_aio");
                 file.read(host + inCl, part);
             }
             case COMPRESSED -> readCompressed(e, c, inCl, part);
@@ -470,6 +471,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         map.checkDataCluster(e, c);
         file.checkInside("Data cluster run", host + (long) (k - 1) * clusterSize, 1);
         int n = (int) Math.min((long) k * clusterSize - inCl, src.remaining());
+        fileNode.debugEvent("write_aio");
         file.write(host + inCl, src.slice(src.position(), n));
         src.position(src.position() + n);
         return n;
@@ -513,6 +515,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             }
             k++;
         }
+        fileNode.debugEvent("cluster_alloc");
         long[] run = refcounts.allocateRun(k);
         long host = run[0];
         k = (int) run[1];
@@ -520,6 +523,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         int tail = k * clusterSize - inCl - n;
 
         // 1. data (refcounts are already raised; nothing points here yet)
+        fileNode.debugEvent("write_aio");
         int srcPos = src.position();
         long w = host;
         int consumed = 0;
@@ -553,6 +557,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             old[i] = ClusterMap.entry(t, idx + i);
             ClusterMap.setEntry(t, idx + i, (host + (long) i * clusterSize) | ClusterMap.COPIED);
         }
+        fileNode.debugEvent("l2_update");
         map.writeEntries(l1i, t, idx, idx + k);
         for (long o : old) {
             long[] r = map.referencedRange(o);
@@ -619,6 +624,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             stored = (int) (((host + clen + 511) & -512L) - host);
             Arrays.fill(compressBuf, clen, stored, (byte) 0);
         }
+        fileNode.debugEvent("write_compressed");
         file.write(host, compressBuf, 0, stored);
         long extraSectors = ((host + clen - 1) >>> 9) - (host >>> 9);
         long old = ClusterMap.entry(t, idx);
