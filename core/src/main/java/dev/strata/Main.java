@@ -1,6 +1,7 @@
 package dev.strata;
 
 import dev.strata.daemon.DaemonCommand;
+import dev.strata.demo.DemoCommand;
 import dev.strata.img.ImgCommand;
 import java.io.IOException;
 import java.io.InputStream;
@@ -8,13 +9,19 @@ import java.util.Properties;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The {@code strata} command line: {@code img} (qemu-img's work), {@code daemon} and, later, the demo. */
+/** The {@code strata} command line: {@code img} (qemu-img's work), {@code daemon} and {@code demo}. */
 @Command(
         name = "strata",
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Block-storage daemon with dirty bitmaps and incremental backup.",
-        subcommands = {ImgCommand.class, DaemonCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {
+            ImgCommand.class,
+            DaemonCommand.class,
+            DemoCommand.class,
+            AotTrainCommand.class,
+            CommandLine.HelpCommand.class
+        })
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
