@@ -45,15 +45,7 @@ final class CopyFailure extends Exception {
             return "No space left on device";
         }
         if (e instanceof BlockException b) {
-            return switch (b.errno()) {
-                case BlockException.EIO -> "Input/output error";
-                case BlockException.ENOSPC -> "No space left on device";
-                case BlockException.EINVAL -> "Invalid argument";
-                case BlockException.EPERM -> "Operation not permitted";
-                case BlockException.ENOTSUP -> "Operation not supported";
-                case BlockException.EFBIG -> "File too large";
-                default -> m;
-            };
+            return BlockException.strerror(b.errno());
         }
         return m;
     }
