@@ -2,7 +2,6 @@ package dev.strata.backup;
 
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
-import dev.strata.block.IoGate;
 import dev.strata.block.dirty.DirtyBitmap;
 import dev.strata.job.Job;
 import dev.strata.job.JobListener.ErrorAction;
@@ -24,8 +23,10 @@ import java.nio.ByteBuffer;
  * <p>Concurrency: {@link #run} runs on the job's virtual thread and copies through a single reused
  * buffer of {@link #CHUNK} bytes; copy-before-write runs on the guest's writing thread; the two
  * meet only in {@link BlockCopy}'s claims. Commit, abort and clean run under the job registry's
- * lock after the work has ended. Clean drains the source to take the hook away, so no guest write
- * can be half way through a copy to a target that is about to be closed.
+ * lock after the work has ended. Clean detaches copy-before-write and waits for guest writes
+ * inside it, so none can be half way through a copy to a target that is about to be closed; it
+ * does not drain (a drain there could wait on a job read held back by a transaction's drain
+ * while the transaction waits for the job lock).
  */
 public final class BackupJob extends Job {
     /** Largest piece copied at once: big enough for sequential throughput, small enough to pause. */
@@ -200,9 +201,8 @@ public final class BackupJob extends Job {
 
     @Override
     protected void clean() {
-        try (IoGate.Drained d = source.drain()) {
-            source.removeBeforeWrite(hook);
-        }
+        copy.detach();
+        source.removeBeforeWrite(hook);
         copy.awaitIdle();
         source.detachJob();
         target.removeBlocker(BLOCKER);

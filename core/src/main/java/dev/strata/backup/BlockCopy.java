@@ -52,6 +52,11 @@ final class BlockCopy {
      */
     private final boolean mayKeepTargetZeros;
 
+    // guest writes inside copy-before-write now, and whether it has ended (see detach)
+    private final java.util.concurrent.atomic.AtomicInteger activeWrites =
+            new java.util.concurrent.atomic.AtomicInteger();
+    private volatile boolean detached;
+
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition settled = lock.newCondition();
     // guarded by lock
@@ -229,6 +234,40 @@ final class BlockCopy {
      * first for clusters someone else is copying, so that the caller may then overwrite the range.
      */
     void beforeGuestWrite(long offset, long len) throws IOException {
+        activeWrites.incrementAndGet();
+        try {
+            if (!detached) {
+                copyBeforeWrite(offset, len);
+            }
+        } finally {
+            activeWrites.decrementAndGet();
+        }
+    }
+
+    /**
+     * Ends copy-before-write without draining the source (the job's clean runs under the job lock,
+     * where a drain could wait on a job read held back by a transaction's drain): later guest
+     * writes copy nothing, and this waits for those copying now. Once the job has ended nothing is
+     * left to copy on success, and on failure the target no longer matters.
+     */
+    void detach() {
+        detached = true;
+        lock.lock();
+        try {
+            while (activeWrites.get() > 0) {
+                try {
+                    settled.awaitNanos(1_000_000);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void copyBeforeWrite(long offset, long len) throws IOException {
         if (len <= 0 || offset >= length) {
             return;
         }

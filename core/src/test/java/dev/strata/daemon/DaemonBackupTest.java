@@ -210,6 +210,58 @@ class DaemonBackupTest {
         assertThat(f.bitmap("drive0", "bitmap0")).containsEntry("count", 0L);
     }
 
+    /** The seed's error example with QEMU's own error injection: blkdebug under a qcow2 target. */
+    @Test
+    void targetOutOfSpaceThroughBlkdebug() throws Exception {
+        qmp.ok("transaction", fullWithBitmap("drive0", "bitmap0", "full.qcow2"));
+        f.awaitEvent("BLOCK_JOB_COMPLETED", "drive0");
+        f.randomWrites("drive0", 35, 30);
+        String sha = sha("drive0", "bitmap0");
+        f.createQcow2("incremental.0.img", "full.qcow2");
+        qmp.ok(
+                "blockdev-add",
+                args(
+                        "driver", "qcow2",
+                        "node-name", "inc0",
+                        "file",
+                                args(
+                                        "driver", "blkdebug",
+                                        "image",
+                                                args(
+                                                        "driver",
+                                                        "file",
+                                                        "filename",
+                                                        dir.resolve("incremental.0.img")
+                                                                .toString()),
+                                        "inject-error",
+                                                List.of(args("event", "write_aio", "errno", 28, "once", true)))));
+        qmp.ok(
+                "blockdev-backup",
+                args("device", "drive0", "target", "inc0", "sync", "incremental", "bitmap", "bitmap0"));
+        assertThat(f.awaitEvent("BLOCK_JOB_ERROR", "drive0")).containsEntry("operation", "write");
+        assertThat(f.awaitEvent("BLOCK_JOB_COMPLETED", "drive0")).containsEntry("error", "No space left on device");
+        f.awaitNoJobs();
+        assertThat(sha("drive0", "bitmap0")).isEqualTo(sha);
+        qmp.ok("blockdev-del", args("node-name", "inc0"));
+
+        // delete the failed image, recreate it, retry: the seed's steps 4 to 6
+        Path s = f.snapshot("drive0", "s.raw");
+        f.createQcow2("incremental.0.img", "full.qcow2");
+        qmp.ok("drive-backup", incremental("drive0", "bitmap0", "incremental.0.img"));
+        assertThat(f.awaitEvent("BLOCK_JOB_COMPLETED", "drive0")).doesNotContainKey("error");
+        assertSame(s, dir.resolve("incremental.0.img"));
+    }
+
+    @Test
+    void shutdownCancelsRunningJobsAndClosesTheirTargets() throws Exception {
+        Path t = dir.resolve("t.qcow2");
+        qmp.ok(
+                "drive-backup",
+                args("device", "drive0", "target", t.toString(), "sync", "full", "format", "qcow2", "speed", 1));
+        f.daemon.shutdown();
+        assertThat(Interop.qemuImg("check", t.toString()).exitCode()).isZero();
+    }
+
     @Test
     void onTargetErrorStopPausesUntilResumed() throws Exception {
         FaultyDisk target = f.addFaulty("target0", null);

@@ -239,9 +239,10 @@ public final class Decoder {
         }
         Object v = e.decode(s);
         if (v == null) {
-            // QEMU's input_type_enum names the member alone, not its path ("type" in actions[0])
-            throw new SchemaException(
-                    "Parameter '" + (bare == null ? "null" : bare) + "' does not accept value '" + s + "'");
+            // QEMU's input_type_enum names a member alone ("type" inside actions[0]); for a list
+            // element it says 'null', where Strata names the element's path ("enable[0]")
+            String shownName = bare != null ? bare : shown(path);
+            throw new SchemaException("Parameter '" + shownName + "' does not accept value '" + s + "'");
         }
         return v;
     }
