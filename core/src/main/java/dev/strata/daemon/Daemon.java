@@ -4,6 +4,7 @@ import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.drivers.Drivers;
+import dev.strata.nbd.NbdServer;
 import dev.strata.qmp.Commands;
 import dev.strata.qmp.Qmp;
 import dev.strata.qmp.QmpException;
@@ -13,6 +14,7 @@ import dev.strata.qmp.commands.BlockCommands;
 import dev.strata.qmp.commands.BlockdevSchema;
 import dev.strata.qmp.commands.ControlCommands;
 import dev.strata.qmp.commands.HmpCommands;
+import dev.strata.qmp.commands.NbdCommands;
 import dev.strata.qmp.json.Json;
 import dev.strata.qmp.schema.Decoder;
 import dev.strata.qmp.schema.SchemaException;
@@ -59,6 +61,12 @@ public final class Daemon implements AutoCloseable {
     /** {@code --qmp unix:PATH[,server=on][,wait=on|off]} (QEMU's -qmp shorthand). */
     public record QmpSocket(String text) implements StartupOption {}
 
+    /** {@code --nbd-server addr.type=unix,addr.path=P} or {@code addr.type=inet,addr.host=H,addr.port=P}. */
+    public record NbdServerOption(String text) implements StartupOption {}
+
+    /** {@code --export type=nbd,id=ID,node-name=N[,name=NAME][,writable=on|off][,bitmaps.0=B]}. */
+    public record ExportOption(String text) implements StartupOption {}
+
     /** {@code --pidfile PATH}. */
     public record PidFile(String path) implements StartupOption {}
 
@@ -74,6 +82,7 @@ public final class Daemon implements AutoCloseable {
     private final BlockGraph graph;
     private final Qmp qmp;
     private final BlockdevSchema blockdevSchema;
+    private final NbdServer nbd = new NbdServer();
     private final AtomicBoolean stopping = new AtomicBoolean();
     private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile Path pidFile;
@@ -88,6 +97,7 @@ public final class Daemon implements AutoCloseable {
         BlockCommands.register(commands, graph);
         BitmapCommands.register(commands, graph);
         HmpCommands.register(commands, graph);
+        NbdCommands.register(commands, graph, nbd, this::emit);
         this.qmp = new Qmp(commands, info);
         this.blockdevSchema = new BlockdevSchema(graph::hasDriver);
     }
@@ -125,6 +135,14 @@ public final class Daemon implements AutoCloseable {
 
     public Qmp qmp() {
         return qmp;
+    }
+
+    public NbdServer nbd() {
+        return nbd;
+    }
+
+    private void emit(String event, Object data) {
+        qmp.emit(event, data);
     }
 
     /** The QMP sockets this daemon listens on. */
@@ -167,6 +185,8 @@ public final class Daemon implements AutoCloseable {
                     listen("--monitor " + text, spec, pretty, waitFor);
                 }
                 case QmpSocket(String text) -> listen("--qmp " + text, qmpSocket(text), false, waitFor);
+                case NbdServerOption(String text) -> DaemonNbd.startServer(nbd, text);
+                case ExportOption(String text) -> DaemonNbd.addExport(graph, nbd, text);
                 case PidFile(String path) -> this.pidFile = Path.of(path);
             }
         }
@@ -344,6 +364,8 @@ public final class Daemon implements AutoCloseable {
         }
         try {
             qmp.close();
+            // clients go before the nodes they write to close
+            nbd.close();
             try {
                 qmp.underCommandLock(() -> {
                     closeNodes();
