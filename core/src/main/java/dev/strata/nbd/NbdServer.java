@@ -121,26 +121,39 @@ public final class NbdServer implements AutoCloseable {
         if (listener != null) {
             throw new NbdException("NBD server already running");
         }
-        ServerSocketChannel server;
-        try {
-            server = switch (addr) {
-                case Unix(Path path) -> {
+        ServerSocketChannel server = switch (addr) {
+            case Unix(Path path) -> {
+                try {
                     Files.deleteIfExists(path);
                     ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-                    s.bind(UnixDomainSocketAddress.of(path));
+                    try {
+                        s.bind(UnixDomainSocketAddress.of(path));
+                    } catch (IOException e) {
+                        s.close();
+                        throw e;
+                    }
                     yield s;
+                } catch (IOException e) {
+                    throw new NbdException("Failed to bind socket to " + path + ": " + reason(e));
                 }
-                case Inet(String host, String port) -> {
-                    int p = parsePort(port);
+            }
+            case Inet(String host, String port) -> {
+                int p = parsePort(host, port);
+                try {
                     ServerSocketChannel s = ServerSocketChannel.open();
-                    s.setOption(StandardSocketOptions.SO_REUSEADDR, true);
-                    s.bind(new InetSocketAddress(host, p));
+                    try {
+                        s.setOption(StandardSocketOptions.SO_REUSEADDR, true);
+                        s.bind(new InetSocketAddress(host, p));
+                    } catch (IOException e) {
+                        s.close();
+                        throw e;
+                    }
                     yield s;
+                } catch (IOException e) {
+                    throw new NbdException("Failed to bind socket: " + reason(e));
                 }
-            };
-        } catch (IOException e) {
-            throw new NbdException("Failed to bind socket: " + reason(e));
-        }
+            }
+        };
         listener = server;
         address = addr;
         try {
@@ -154,7 +167,7 @@ public final class NbdServer implements AutoCloseable {
         acceptor = Thread.ofVirtual().name("nbd-accept").start(() -> accept(server, s));
     }
 
-    private static int parsePort(String port) throws NbdException {
+    private static int parsePort(String host, String port) throws NbdException {
         try {
             int p = Integer.parseInt(port);
             if (p < 0 || p > 65535) {
@@ -162,11 +175,19 @@ public final class NbdServer implements AutoCloseable {
             }
             return p;
         } catch (NumberFormatException e) {
-            throw new NbdException("Failed to parse port '" + port + "'");
+            throw new NbdException(
+                    "address resolution failed for " + host + ":" + port + ": Servname not supported for ai_socktype");
         }
     }
 
+    /** The C library's words for the common failures, as QEMU prints them. */
     private static String reason(IOException e) {
+        if (e instanceof java.nio.file.NoSuchFileException) {
+            return "No such file or directory";
+        }
+        if (e instanceof java.nio.file.AccessDeniedException) {
+            return "Permission denied";
+        }
         String m = e.getMessage();
         return m == null ? e.toString() : m;
     }

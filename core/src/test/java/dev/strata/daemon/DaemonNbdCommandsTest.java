@@ -38,13 +38,18 @@ class DaemonNbdCommandsTest {
         try (RandomAccessFile f = new RandomAccessFile(a.toFile(), "rw")) {
             f.setLength(16 * MiB);
         }
+        Path r = dir.resolve("r.raw");
+        try (RandomAccessFile f = new RandomAccessFile(r.toFile(), "rw")) {
+            f.setLength(MiB);
+        }
         nbdSocket = dir.resolve("nbd.sock");
         Path socket = dir.resolve("qmp.sock");
         daemon = Daemon.start(
                 List.of(
                         new Daemon.Blockdev("driver=file,node-name=file0,filename=" + a),
                         new Daemon.Blockdev("driver=raw,node-name=drive0,file=file0"),
-                        new Daemon.Blockdev("driver=null-co,node-name=ro0,read-only=on,size=1048576"),
+                        new Daemon.Blockdev(
+                                "driver=raw,node-name=ro0,read-only=on,file.driver=file,file.filename=" + r),
                         new Daemon.QmpSocket("unix:" + socket + ",server=on,wait=off")),
                 "test");
         qmp = QmpClient.connect(socket).negotiate();
@@ -83,6 +88,23 @@ class DaemonNbdCommandsTest {
         assertThat(error("nbd-server-stop", null)).isEqualTo("GenericError: NBD server not running");
         assertThat(error("nbd-server-start", args("addr", args("type", "unix"))))
                 .isEqualTo("GenericError: Parameter 'addr.data' is missing");
+        assertThat(error(
+                        "nbd-server-start",
+                        args("addr", args("type", "unix", "data", args("path", "/nonexistent/dir/x.sock")))))
+                .isEqualTo("GenericError: Failed to bind socket to /nonexistent/dir/x.sock: No such file or directory");
+        assertThat(error(
+                        "nbd-server-start",
+                        args("addr", args("type", "inet", "data", args("host", "127.0.0.1", "port", "x")))))
+                .isEqualTo("GenericError: address resolution failed for 127.0.0.1:x: Servname not supported for"
+                        + " ai_socktype");
+        assertThat(error(
+                        "nbd-server-start",
+                        args(
+                                "addr",
+                                args("type", "inet", "data", args("host", "127.0.0.1", "port", "0")),
+                                "tls-creds",
+                                "t")))
+                .isEqualTo("GenericError: No TLS credentials with id 't'");
     }
 
     @Test
@@ -167,6 +189,10 @@ class DaemonNbdCommandsTest {
     void theDeprecatedCommandsStillWork() throws Exception {
         assertThat(error("nbd-server-add", args("device", "drive0"))).isEqualTo("GenericError: NBD server not running");
         qmp.ok("nbd-server-start", args("addr", unixAddr()));
+        assertThat(error("nbd-server-add", args("device", "nothing")))
+                .isEqualTo("GenericError: Cannot find device='nothing' nor node-name='nothing'");
+        assertThat(error("nbd-server-add", args("device", "drive0", "name", "with space")))
+                .isEqualTo("GenericError: Invalid block export id");
         qmp.ok("nbd-server-add", args("device", "drive0", "writable", true));
         qmp.ok("nbd-server-add", args("device", "ro0", "writable", true));
         assertThat(Interop.run("nbdinfo", "nbd+unix:///ro0?socket=" + nbdSocket)

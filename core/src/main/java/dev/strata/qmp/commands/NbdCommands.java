@@ -166,7 +166,8 @@ public final class NbdCommands {
 
     /**
      * Declares the commands on {@code server}; {@code events} sends a QMP event (name, data) to
-     * every monitor, after the reply of the command that caused it, as QEMU's deferred deletion.
+     * every monitor. BLOCK_EXPORT_DELETED goes out before the reply of the command that removed
+     * the export, as qemu-storage-daemon 7.2 sends it.
      */
     public static void register(
             Commands commands, BlockGraph graph, NbdServer server, BiConsumer<String, Object> events) {
@@ -176,8 +177,7 @@ public final class NbdCommands {
             return null;
         });
         commands.add("nbd-server-stop", Commands.NoArguments.class, "{}", (a, ctx) -> {
-            List<Export> removed = call(server::stop);
-            ctx.afterReply(() -> removed.forEach(e -> deleted(events, e)));
+            call(server::stop).forEach(e -> deleted(events, e));
             return null;
         });
         commands.add("block-export-add", BlockExportOptions.class, "{}", (a, ctx) -> {
@@ -185,8 +185,7 @@ public final class NbdCommands {
             return null;
         });
         commands.add("block-export-del", BlockExportDelArguments.class, "{}", (a, ctx) -> {
-            Export e = call(() -> server.removeExport(a.id(), a.mode() == BlockExportRemoveMode.HARD));
-            ctx.afterReply(() -> deleted(events, e));
+            deleted(events, call(() -> server.removeExport(a.id(), a.mode() == BlockExportRemoveMode.HARD)));
             return null;
         });
         commands.add(
@@ -201,9 +200,9 @@ public final class NbdCommands {
                 throw new QmpException("NBD server not running");
             }
             String name = a.name() != null ? a.name() : a.device();
-            BlockNode node = nodes.find(a.device());
+            BlockNode node = nodes.lookupDeviceOrNode(a.device());
             // nbd-server-add exports a read-only node read-only instead of refusing
-            boolean writable = Boolean.TRUE.equals(a.writable()) && (node == null || !node.readOnly());
+            boolean writable = Boolean.TRUE.equals(a.writable()) && !node.readOnly();
             List<BlockDirtyBitmapOrStr> bitmaps = a.bitmap() == null ? List.of() : List.of(new LocalBitmap(a.bitmap()));
             addExport(
                     nodes,
@@ -223,8 +222,7 @@ public final class NbdCommands {
             return null;
         });
         commands.add("nbd-server-remove", NbdServerRemoveArguments.class, "{}", (a, ctx) -> {
-            Export e = call(() -> server.removeExport(a.name(), a.mode() == BlockExportRemoveMode.HARD));
-            ctx.afterReply(() -> deleted(events, e));
+            deleted(events, call(() -> server.removeExport(a.name(), a.mode() == BlockExportRemoveMode.HARD)));
             return null;
         });
     }
