@@ -28,6 +28,7 @@ public final class Export {
     private final boolean writable;
     private final List<DirtyBitmap> bitmaps;
     private final boolean allocationDepth;
+    private final boolean writethrough;
     private final long size;
     private final int flags;
 
@@ -42,6 +43,7 @@ public final class Export {
             boolean writable,
             List<DirtyBitmap> bitmaps,
             boolean allocationDepth,
+            boolean writethrough,
             long nodeLength,
             boolean multiConn) {
         this.id = id;
@@ -51,6 +53,7 @@ public final class Export {
         this.writable = writable;
         this.bitmaps = List.copyOf(bitmaps);
         this.allocationDepth = allocationDepth;
+        this.writethrough = writethrough;
         this.size = nodeLength & ~511L;
         int f = NbdProtocol.FLAG_HAS_FLAGS
                 | NbdProtocol.FLAG_SEND_FLUSH
@@ -85,6 +88,11 @@ public final class Export {
 
     public boolean writable() {
         return writable;
+    }
+
+    /** Whether every write is flushed before its reply, as if the client had set FUA. */
+    public boolean writethrough() {
+        return writethrough;
     }
 
     public List<DirtyBitmap> bitmaps() {

@@ -72,7 +72,8 @@ public final class NbdServer implements AutoCloseable {
             String description,
             boolean writable,
             List<BitmapRef> bitmaps,
-            boolean allocationDepth) {}
+            boolean allocationDepth,
+            boolean writethrough) {}
 
     // guarded by this
     private ServerSocketChannel listener;
@@ -362,7 +363,16 @@ public final class NbdServer implements AutoCloseable {
             throw new NbdException(e.getMessage());
         }
         Export export = new Export(
-                spec.id(), name, desc, node, spec.writable(), bitmaps, spec.allocationDepth(), length, multiConn);
+                spec.id(),
+                name,
+                desc,
+                node,
+                spec.writable(),
+                bitmaps,
+                spec.allocationDepth(),
+                spec.writethrough(),
+                length,
+                multiConn);
         node.attachUser();
         exports.put(spec.id(), export);
         return export;

@@ -110,7 +110,7 @@ final class Transmission {
 
     private void serve(int type, int flags, long handle, long offset, long length, ByteBuffer payload)
             throws IOException {
-        boolean fua = (flags & CMD_FLAG_FUA) != 0;
+        boolean fua = (flags & CMD_FLAG_FUA) != 0 || export.writethrough();
         try {
             switch (type) {
                 case CMD_READ -> {

@@ -302,6 +302,43 @@ class DaemonNbdInteropTest {
         assertThat(drive0().bitmaps().lookup("bitmap0").count()).isEqualTo(model.count());
     }
 
+    @Test
+    void concurrentClientsWriteTheirOwnQuartersAndEveryWriteIsTracked() throws Exception {
+        startUnix();
+        long granularity = 4096;
+        qmp.ok("block-dirty-bitmap-add", args("node", "drive0", "name", "bitmap0", "granularity", granularity));
+        BitmapModel model = new BitmapModel(SIZE, granularity);
+        long quarter = SIZE / 4;
+        List<Process> clients = new ArrayList<>();
+        for (int c = 0; c < 4; c++) {
+            SplittableRandom random = new SplittableRandom(100 + c);
+            List<String> cmd = new ArrayList<>(List.of("qemu-io", "-f", "raw"));
+            for (int i = 0; i < 40; i++) {
+                long len = 512L * (1 + random.nextInt(256));
+                long off = c * quarter + 512L * random.nextLong((quarter - len) / 512);
+                cmd.addAll(List.of("-c", "aio_write -P " + (c + 1) + " " + off + " " + len));
+                model.write(off, len);
+            }
+            cmd.addAll(List.of("-c", "aio_flush", uri("drive0")));
+            clients.add(new ProcessBuilder(cmd).redirectErrorStream(true).start());
+        }
+        for (Process p : clients) {
+            String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            assertThat(p.waitFor()).as(out).isZero();
+        }
+        assertThat(drive0().bitmaps().lookup("bitmap0").count()).isEqualTo(model.count());
+        assertThat(drive0().bitmaps().lookup("bitmap0").sha256()).isEqualTo(model.sha256());
+        byte[] disk = Files.readAllBytes(image);
+        for (int c = 0; c < 4; c++) {
+            for (long pos = c * quarter; pos < (c + 1) * quarter; pos += granularity) {
+                byte b = disk[(int) pos];
+                assertThat(b == 0 || b == c + 1)
+                        .as("byte at %d written by client %d", pos, c + 1)
+                        .isTrue();
+            }
+        }
+    }
+
     private static void addRun(List<long[]> runs, long offset, long length, long flags) {
         if (!runs.isEmpty() && runs.getLast()[2] == flags) {
             runs.getLast()[1] += length;

@@ -50,8 +50,8 @@ class NbdHostileClientTest {
         server = new NbdServer();
         server.start(new NbdServer.Unix(dir.resolve("nbd.sock")), 100);
         address = server.boundAddress().orElseThrow();
-        server.addExport(new NbdServer.ExportSpec("rw", node, "rw", null, true, List.of(), false));
-        server.addExport(new NbdServer.ExportSpec("ro", node, "ro", null, false, List.of(), false));
+        server.addExport(new NbdServer.ExportSpec("rw", node, "rw", null, true, List.of(), false, false));
+        server.addExport(new NbdServer.ExportSpec("ro", node, "ro", null, false, List.of(), false, false));
         byte[] marker = new byte[4096];
         Arrays.fill(marker, (byte) 0x77);
         node.write(0, marker, 0, marker.length);
@@ -275,7 +275,8 @@ class NbdHostileClientTest {
                 null,
                 true,
                 List.of(new NbdServer.NamedBitmap("b0"), new NbdServer.NamedBitmap("b1")),
-                true));
+                true,
+                false));
         try (NbdTestClient c = NbdTestClient.connect(address).greet().structuredReplies()) {
             c.option(OPT_LIST_META_CONTEXT, NbdTestClient.nameAndQueries("rw"));
             assertThat(names(c.optionReplies()))

@@ -34,9 +34,9 @@ class NbdSessionFuzzTest {
         node = graph.add(BlockOptions.parseKeyValue(
                 "driver=null-co,node-name=null0,size=" + SIZE + ",read-zeroes=on", "driver"));
         node.bitmaps().add("bitmap0", SIZE, 512, false);
-        Export rw =
-                new Export("rw", "", null, node, true, List.of(node.bitmaps().lookup("bitmap0")), true, SIZE, true);
-        Export ro = new Export("ro", "ro", "read only", node, false, List.of(), false, SIZE, true);
+        Export rw = new Export(
+                "rw", "", null, node, true, List.of(node.bitmaps().lookup("bitmap0")), true, true, SIZE, true);
+        Export ro = new Export("ro", "ro", "read only", node, false, List.of(), false, false, SIZE, true);
         exports = new Handshake.Exports() {
             @Override
             public Export find(String name) {

@@ -309,6 +309,7 @@ public final class NbdCommands {
                 a.description(),
                 Boolean.TRUE.equals(a.writable()),
                 refs,
-                Boolean.TRUE.equals(a.allocationDepth()))));
+                Boolean.TRUE.equals(a.allocationDepth()),
+                Boolean.TRUE.equals(a.writethrough()))));
     }
 }
