@@ -104,7 +104,12 @@ final class Handshake {
                         return agreed;
                     }
                 }
-                default -> refuse(option, length, REP_ERR_UNSUP, "Unsupported option " + option);
+                default ->
+                    refuse(
+                            option,
+                            length,
+                            REP_ERR_UNSUP,
+                            "Unsupported option " + Integer.toUnsignedString(option) + " (" + optionName(option) + ")");
             }
         }
     }
@@ -138,7 +143,7 @@ final class Handshake {
 
     private void list(long length) throws IOException {
         if (length != 0) {
-            refuse(OPT_LIST, length, REP_ERR_INVALID, "no argument expected");
+            refuse(OPT_LIST, length, REP_ERR_INVALID, unexpectedLength(OPT_LIST));
             return;
         }
         for (Export e : exports.list()) {
@@ -152,9 +157,13 @@ final class Handshake {
         reply(OPT_LIST, REP_ACK, new byte[0]);
     }
 
+    private static String unexpectedLength(int option) {
+        return "option '" + optionName(option) + "' has unexpected length";
+    }
+
     private void structuredReply(long length) throws IOException {
         if (length != 0) {
-            refuse(OPT_STRUCTURED_REPLY, length, REP_ERR_INVALID, "no argument expected");
+            refuse(OPT_STRUCTURED_REPLY, length, REP_ERR_INVALID, unexpectedLength(OPT_STRUCTURED_REPLY));
         } else if (structured) {
             reply(OPT_STRUCTURED_REPLY, REP_ERR_INVALID, utf8("structured reply already negotiated"));
         } else {
@@ -167,7 +176,7 @@ final class Handshake {
     private Agreed parsed(int option, ByteBuffer payload) throws IOException {
         String name;
         try {
-            name = string(payload, "export name");
+            name = string(payload, option);
         } catch (BadOption e) {
             reply(option, REP_ERR_INVALID, utf8(e.getMessage()));
             return null;
@@ -189,13 +198,13 @@ final class Handshake {
         try {
             requests = Short.toUnsignedInt(payload.getShort());
             if (payload.remaining() != requests * 2) {
-                throw new BadOption("request data length mismatch");
+                throw inconsistent(option);
             }
             for (int i = 0; i < requests; i++) {
                 wanted.add(Short.toUnsignedInt(payload.getShort()));
             }
         } catch (BufferUnderflowException e) {
-            throw new BadOption("request data length mismatch");
+            throw inconsistent(option);
         }
         Export e = exports.find(name);
         if (e == null) {
@@ -212,7 +221,8 @@ final class Handshake {
                             .put(n)
                             .array());
         }
-        if (wanted.contains(INFO_DESCRIPTION) && e.description() != null) {
+        // as qemu-storage-daemon: the description whenever there is one, asked for or not
+        if (e.description() != null) {
             byte[] d = e.description().getBytes(StandardCharsets.UTF_8);
             reply(
                     option,
@@ -248,18 +258,17 @@ final class Handshake {
         try {
             long count = Integer.toUnsignedLong(payload.getInt());
             for (long i = 0; i < count; i++) {
-                queries.add(string(payload, "query"));
+                queries.add(string(payload, option));
             }
             if (payload.hasRemaining()) {
-                throw new BadOption("option payload has " + payload.remaining() + " bytes of garbage");
+                throw inconsistent(option);
             }
         } catch (BufferUnderflowException e) {
-            throw new BadOption("query data length mismatch");
+            throw inconsistent(option);
         }
-        if (!structured) {
-            throw new BadOption("request option '"
-                    + (option == OPT_SET_META_CONTEXT ? "NBD_OPT_SET_META_CONTEXT" : "NBD_OPT_LIST_META_CONTEXT")
-                    + "' when structured reply is not negotiated");
+        // qemu-storage-daemon 7.2 lists contexts before structured replies, but will not set them
+        if (!structured && option == OPT_SET_META_CONTEXT) {
+            throw new BadOption("request option '" + optionName(option) + "' when structured reply is not negotiated");
         }
         Export e = exports.find(name);
         if (e == null) {
@@ -294,21 +303,26 @@ final class Handshake {
         }
     }
 
-    private static String string(ByteBuffer payload, String what) throws BadOption {
+    /** A length-prefixed string of an option's payload (export name, context query). */
+    private static String string(ByteBuffer payload, int option) throws BadOption {
         try {
             long len = Integer.toUnsignedLong(payload.getInt());
             if (len > payload.remaining()) {
-                throw new BadOption(what + " length " + len + " exceeds the option's payload");
+                throw inconsistent(option);
             }
             if (len > MAX_STRING) {
-                throw new BadOption(what + " too long");
+                throw new BadOption("name too long for option " + optionName(option));
             }
             byte[] b = new byte[(int) len];
             payload.get(b);
             return new String(b, StandardCharsets.UTF_8);
         } catch (BufferUnderflowException e) {
-            throw new BadOption(what + " length missing");
+            throw inconsistent(option);
         }
+    }
+
+    private static BadOption inconsistent(int option) {
+        return new BadOption("Inconsistent lengths in option " + optionName(option));
     }
 
     private void refuse(int option, long length, int type, String message) throws IOException {

@@ -118,18 +118,36 @@ public final class NbdProtocol {
         };
     }
 
-    /** Command names for messages. */
+    /** Command names as qemu-storage-daemon's messages spell them. */
     public static String commandName(int type) {
         return switch (type) {
-            case CMD_READ -> "NBD_CMD_READ";
-            case CMD_WRITE -> "NBD_CMD_WRITE";
-            case CMD_DISC -> "NBD_CMD_DISC";
-            case CMD_FLUSH -> "NBD_CMD_FLUSH";
-            case CMD_TRIM -> "NBD_CMD_TRIM";
-            case CMD_CACHE -> "NBD_CMD_CACHE";
-            case CMD_WRITE_ZEROES -> "NBD_CMD_WRITE_ZEROES";
-            case CMD_BLOCK_STATUS -> "NBD_CMD_BLOCK_STATUS";
-            default -> "<UNKNOWN>";
+            case CMD_READ -> "read";
+            case CMD_WRITE -> "write";
+            case CMD_DISC -> "disconnect";
+            case CMD_FLUSH -> "flush";
+            case CMD_TRIM -> "trim";
+            case CMD_CACHE -> "cache";
+            case CMD_WRITE_ZEROES -> "write zeroes";
+            case CMD_BLOCK_STATUS -> "block status";
+            default -> "<unknown>";
+        };
+    }
+
+    /** Option names as qemu-storage-daemon's messages spell them. */
+    public static String optionName(int option) {
+        return switch (option) {
+            case OPT_EXPORT_NAME -> "export name";
+            case OPT_ABORT -> "abort";
+            case OPT_LIST -> "list";
+            case 4 -> "peek export";
+            case OPT_STARTTLS -> "starttls";
+            case OPT_INFO -> "info";
+            case OPT_GO -> "go";
+            case OPT_STRUCTURED_REPLY -> "structured reply";
+            case OPT_LIST_META_CONTEXT -> "list meta context";
+            case OPT_SET_META_CONTEXT -> "set meta context";
+            case 11 -> "extended headers";
+            default -> "<unknown>";
         };
     }
 }

@@ -57,7 +57,8 @@ final class Transmission {
                 return;
             }
             if ((type == CMD_READ || type == CMD_WRITE || type == CMD_CACHE) && length > MAX_BUFFER) {
-                error(handle, EINVAL, "len (" + length + ") is larger than max len (" + MAX_BUFFER + ")");
+                // the space before ')' is qemu-storage-daemon 7.2's
+                error(handle, EINVAL, "len (" + length + " ) is larger than max len (" + MAX_BUFFER + ")");
                 if (type == CMD_WRITE) {
                     // its payload cannot be skipped safely: the stream is out of step
                     throw new Handshake.Violation("Request handling failed in intermediate state");
@@ -72,12 +73,9 @@ final class Transmission {
             }
             String refusal = check(type, flags, offset, length);
             if (refusal != null) {
-                int err = refusal.startsWith("Export is read-only")
-                        ? EPERM
-                        : refusal.startsWith("operation past EOF") && (type == CMD_WRITE || type == CMD_WRITE_ZEROES)
-                                ? ENOSPC
-                                : EINVAL;
-                error(handle, err, refusal);
+                // qemu-storage-daemon 7.2 answers every refused request with EINVAL (a read-only
+                // export included, where the protocol suggests EPERM); clients only see "failed"
+                error(handle, EINVAL, refusal);
                 continue;
             }
             serve(type, flags, handle, offset, length, payload);
@@ -251,13 +249,9 @@ final class Transmission {
                 .putInt(payloadLength);
     }
 
+    /** Success without data: a simple reply even with structured replies, as QEMU sends it. */
     private void done(long handle) throws IOException {
-        if (structured) {
-            wire.send(
-                    chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_NONE, handle, 0, 0).flip());
-        } else {
-            wire.send(simpleHeader(handle, 0));
-        }
+        wire.send(simpleHeader(handle, 0));
     }
 
     private void error(long handle, int error, String message) throws IOException {
