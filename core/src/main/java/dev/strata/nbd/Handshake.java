@@ -198,13 +198,13 @@ final class Handshake {
         try {
             requests = Short.toUnsignedInt(payload.getShort());
             if (payload.remaining() != requests * 2) {
-                throw inconsistent(option);
+                throw new BadOption(unexpectedLength(option));
             }
             for (int i = 0; i < requests; i++) {
                 wanted.add(Short.toUnsignedInt(payload.getShort()));
             }
         } catch (BufferUnderflowException e) {
-            throw inconsistent(option);
+            throw new BadOption(unexpectedLength(option));
         }
         Export e = exports.find(name);
         if (e == null) {
@@ -311,7 +311,7 @@ final class Handshake {
                 throw inconsistent(option);
             }
             if (len > MAX_STRING) {
-                throw new BadOption("name too long for option " + optionName(option));
+                throw new BadOption("Invalid name length: " + len);
             }
             byte[] b = new byte[(int) len];
             payload.get(b);

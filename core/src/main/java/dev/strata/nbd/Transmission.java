@@ -170,7 +170,8 @@ final class Transmission {
             return;
         }
         if (length == 0) {
-            done(handle);
+            wire.send(
+                    chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_NONE, handle, 0, 0).flip());
             return;
         }
         List<Extent> extents;

@@ -278,6 +278,42 @@ class NbdQsdDifferentialTest {
         request(c, out, "write too big", 0, CMD_WRITE, 0, 33 * MiB);
     };
 
+    static final Conversation EDGES = (c, out) -> {
+        option(c, out, "set before structured", OPT_SET_META_CONTEXT, NbdTestClient.nameAndQueries("rw", "base:"));
+        option(c, out, "info long name", OPT_INFO, info("x".repeat(5000)));
+        option(c, out, "info trailing", OPT_INFO, java.util.Arrays.copyOf(info("rw"), 9));
+        option(c, out, "structured with data", OPT_STRUCTURED_REPLY, new byte[] {0});
+        option(c, out, "structured", OPT_STRUCTURED_REPLY, new byte[0]);
+        option(c, out, "set on ro", OPT_SET_META_CONTEXT, NbdTestClient.nameAndQueries("ro", "base:allocation"));
+        option(c, out, "set meta nothing", OPT_SET_META_CONTEXT, NbdTestClient.nameAndQueries("rw"));
+        option(c, out, "set base: only", OPT_SET_META_CONTEXT, NbdTestClient.nameAndQueries("rw", "base:"));
+        option(
+                c,
+                out,
+                "set twice",
+                OPT_SET_META_CONTEXT,
+                NbdTestClient.nameAndQueries("rw", "base:allocation", "base:allocation"));
+        option(c, out, "go rw", OPT_GO, info("rw", INFO_NAME));
+        c.structured = true;
+        request(c, out, "write fua", CMD_FLAG_FUA, CMD_WRITE, 0, 4096, new byte[4096]);
+        request(c, out, "zero df", CMD_FLAG_DF, CMD_WRITE_ZEROES, 0, 512);
+        request(c, out, "trim", 0, CMD_TRIM, 2 * MiB, 65536);
+        request(c, out, "read nothing", 0, CMD_READ, 0, 0);
+        request(c, out, "status past end", 0, CMD_BLOCK_STATUS, 4 * MiB, 1);
+        request(c, out, "status over end", 0, CMD_BLOCK_STATUS, 4 * MiB - 512, 1024);
+        request(c, out, "status", 0, CMD_BLOCK_STATUS, 0, 4 * MiB);
+        request(c, out, "status middle", 0, CMD_BLOCK_STATUS, MiB + 100, 5000);
+        request(c, out, "read holes", 0, CMD_READ, 0, 2 * MiB);
+        request(c, out, "cache past end", 0, CMD_CACHE, 4 * MiB, 512);
+        c.request(0, CMD_DISC, 1, 0, 0);
+        out.add("disc: " + (c.closedByServer() ? "closed" : "open"));
+    };
+
+    static final Conversation ABORT = (c, out) -> {
+        option(c, out, "abort", OPT_ABORT, new byte[0]);
+        out.add("after abort: " + (c.closedByServer() ? "closed" : "open"));
+    };
+
     static final Conversation BAD_START = (c, out) -> {
         option(c, out, "go missing", OPT_GO, info("nothing"));
         option(c, out, "go short", OPT_GO, new byte[] {0, 0, 0, 9, 'x'});
@@ -293,7 +329,7 @@ class NbdQsdDifferentialTest {
     void rawConversationsGetTheSameReplies() throws Exception {
         startBoth();
         List<String> diffs = new ArrayList<>();
-        for (Conversation conversation : List.of(HANDSHAKE, SIMPLE, BAD_START)) {
+        for (Conversation conversation : List.of(HANDSHAKE, SIMPLE, EDGES, ABORT, BAD_START)) {
             List<String> q = talk(qemuDir, conversation);
             List<String> s = talk(strataDir, conversation);
             for (int i = 0; i < Math.max(q.size(), s.size()); i++) {
