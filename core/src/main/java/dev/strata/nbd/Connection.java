@@ -24,19 +24,21 @@ final class Connection implements Runnable {
 
     private final ByteChannel channel;
     private final Handshake.Exports exports;
+    private final BufferPool buffers;
     private final Runnable onEnd;
     private volatile boolean handshakeDone;
     private volatile Export export;
 
-    Connection(ByteChannel channel, Handshake.Exports exports, Runnable onEnd) {
+    Connection(ByteChannel channel, Handshake.Exports exports, BufferPool buffers, Runnable onEnd) {
         this.channel = channel;
         this.exports = exports;
+        this.buffers = buffers;
         this.onEnd = onEnd;
     }
 
     /** A connection over any byte channel, ended when the stream ends (tests, fuzzing). */
     static Connection over(ByteChannel channel, Handshake.Exports exports) {
-        return new Connection(channel, exports, () -> {});
+        return new Connection(channel, exports, new BufferPool(16, 64L << 20), () -> {});
     }
 
     @Override
@@ -67,7 +69,7 @@ final class Connection implements Runnable {
                 if (e.shuttingDown()) {
                     return;
                 }
-                new Transmission(wire, agreed).run();
+                new Transmission(wire, agreed, buffers).run();
             } finally {
                 e.detach(this);
             }

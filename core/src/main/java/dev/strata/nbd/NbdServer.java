@@ -84,6 +84,9 @@ public final class NbdServer implements AutoCloseable {
     private boolean multiConn;
     private final Map<String, Export> exports = new LinkedHashMap<>();
 
+    /** Request buffers shared by all clients: at most 64 idle, 256 MiB in all. */
+    private final BufferPool buffers = new BufferPool(64, 256L << 20);
+
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
     private final Map<Connection, Thread> threads = new ConcurrentHashMap<>();
 
@@ -212,7 +215,7 @@ public final class NbdServer implements AutoCloseable {
                     ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
                 }
                 Connection[] self = new Connection[1];
-                self[0] = new Connection(ch, lookup, () -> {
+                self[0] = new Connection(ch, lookup, buffers, () -> {
                     connections.remove(self[0]);
                     threads.remove(self[0]);
                     if (s != null) {

@@ -9,10 +9,10 @@ import java.nio.channels.GatheringByteChannel;
 /**
  * The byte stream of one NBD connection, with the connection's reusable buffers.
  *
- * <p>Buffers are direct and kept for the life of the connection: socket to buffer to file and
- * back with no copy in Java, and no fresh pages per request (a first touch of a page costs far
- * more than the copy it would hold). The data buffer grows to the largest request seen, at most
- * {@link NbdProtocol#MAX_BUFFER}; the output buffer to the largest reply header or extent list.
+ * <p>Buffers are direct and kept for the life of the connection. The scratch buffer is the
+ * reader's (request headers, option headers); the output and skip buffers serve the handshake.
+ * Requests bring their own buffers ({@link BufferPool}). {@link #send} is not synchronized:
+ * during transmission only {@link Replies} calls it, under its lock.
  */
 final class Wire implements AutoCloseable {
     private static final int INITIAL = 64 << 10;

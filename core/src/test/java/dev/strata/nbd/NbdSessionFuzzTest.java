@@ -27,6 +27,7 @@ class NbdSessionFuzzTest {
     static BlockGraph graph;
     static BlockNode node;
     static Handshake.Exports exports;
+    static final BufferPool BUFFERS = new BufferPool(16, 64L << 20);
 
     @BeforeAll
     static void setUp() throws Exception {
@@ -104,7 +105,7 @@ class NbdSessionFuzzTest {
         try {
             Handshake.Agreed agreed = new Handshake(wire, exports).run();
             if (agreed != null) {
-                new Transmission(wire, agreed).run();
+                new Transmission(wire, agreed, BUFFERS).run();
             }
         } catch (EOFException | Handshake.Violation expected) {
             // the two ways a session may end on bad or short input
