@@ -75,8 +75,10 @@ final class Connection implements Runnable {
             }
         } catch (EOFException | ClosedChannelException e) {
             LOG.debug("NBD client gone: {}", e.toString());
-        } catch (IOException | RuntimeException e) {
+        } catch (IOException e) {
             LOG.debug("NBD connection ended: {}", e.toString());
+        } catch (RuntimeException e) {
+            LOG.warn("NBD connection failed", e);
         } finally {
             deadline.interrupt();
             close();

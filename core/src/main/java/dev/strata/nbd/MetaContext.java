@@ -23,6 +23,25 @@ sealed interface MetaContext {
     /** Appends the runs of {@code [offset, offset+length)} until the range or {@code out} is full. */
     void extents(long offset, long length, ExtentList out) throws IOException;
 
+    /** Block status is asked window by window, so a full list stops the walk over a huge range. */
+    long WINDOW = 256L << 20;
+
+    /** Feeds the node's extents to {@code out} window by window, each mapped to its flags. */
+    static void walk(
+            BlockNode node, long offset, long length, ExtentList out, java.util.function.ToIntFunction<Extent> flags)
+            throws IOException {
+        long end = offset + length;
+        for (long pos = offset; pos < end; ) {
+            long n = Math.min(WINDOW, end - pos);
+            for (Extent e : node.blockStatus(pos, n)) {
+                if (!out.add(e.length(), flags.applyAsInt(e))) {
+                    return;
+                }
+            }
+            pos += n;
+        }
+    }
+
     /** {@code base:allocation}: data reads as flags 0, anything that reads as zeros as HOLE|ZERO. */
     record BaseAllocation(BlockNode node) implements MetaContext {
         @Override
@@ -37,12 +56,12 @@ sealed interface MetaContext {
 
         @Override
         public void extents(long offset, long length, ExtentList out) throws IOException {
-            for (Extent e : node.blockStatus(offset, length)) {
-                int flags = e.kind() == Extent.Kind.DATA ? 0 : NbdProtocol.STATE_HOLE | NbdProtocol.STATE_ZERO;
-                if (!out.add(e.length(), flags)) {
-                    return;
-                }
-            }
+            walk(
+                    node,
+                    offset,
+                    length,
+                    out,
+                    e -> e.kind() == Extent.Kind.DATA ? 0 : NbdProtocol.STATE_HOLE | NbdProtocol.STATE_ZERO);
         }
     }
 
@@ -60,12 +79,7 @@ sealed interface MetaContext {
 
         @Override
         public void extents(long offset, long length, ExtentList out) throws IOException {
-            for (Extent e : node.blockStatus(offset, length)) {
-                int depth = e.kind() == Extent.Kind.UNALLOCATED ? 0 : e.depth() + 1;
-                if (!out.add(e.length(), depth)) {
-                    return;
-                }
-            }
+            walk(node, offset, length, out, e -> e.kind() == Extent.Kind.UNALLOCATED ? 0 : e.depth() + 1);
         }
     }
 

@@ -212,6 +212,7 @@ class DaemonNbdCommandsTest {
     void safeRemovalWaitsForClientsAndHardRemovalDropsThem() throws Exception {
         qmp.ok("nbd-server-start", args("addr", unixAddr()));
         qmp.ok("block-export-add", args("type", "nbd", "id", "e", "node-name", "drive0"));
+        Interop.require("qemu-io");
         Process holder = new ProcessBuilder("qemu-io", "-f", "raw", "-r", "nbd+unix:///drive0?socket=" + nbdSocket)
                 .redirectErrorStream(true)
                 .start();
