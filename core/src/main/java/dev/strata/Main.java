@@ -1,20 +1,23 @@
 package dev.strata;
 
 import dev.strata.daemon.DaemonCommand;
+import dev.strata.demo.DemoCommand;
 import dev.strata.img.ImgCommand;
 import java.io.IOException;
 import java.io.InputStream;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.Properties;
+import java.util.function.Supplier;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The {@code strata} command line: {@code img} (qemu-img's work), {@code daemon} and, later, the demo. */
+/** The {@code strata} command line: {@code img} (qemu-img's work), {@code daemon} and {@code demo}. */
 @Command(
         name = "strata",
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
-        description = "Block-storage daemon with dirty bitmaps and incremental backup.",
-        subcommands = {ImgCommand.class, DaemonCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
+        description = "Block-storage daemon with dirty bitmaps and incremental backup.")
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -39,6 +42,13 @@ public final class Main implements Runnable {
      */
     public static int run(java.io.PrintWriter out, java.io.PrintWriter err, String... args) {
         CommandLine cl = new CommandLine(new Main());
+        Map<String, Supplier<Object>> subcommands = new LinkedHashMap<>();
+        subcommands.put("img", () -> ImgCommand.commandLine(args));
+        subcommands.put("daemon", DaemonCommand::new);
+        subcommands.put("demo", DemoCommand::new);
+        subcommands.put("aot-train", AotTrainCommand::new);
+        subcommands.put("help", CommandLine.HelpCommand::new);
+        LazySubcommands.add(cl, subcommands, args, 0);
         if (out != null) {
             cl.setOut(out);
         }

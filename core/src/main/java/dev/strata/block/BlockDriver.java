@@ -83,6 +83,13 @@ public interface BlockDriver extends AutoCloseable {
         return -1;
     }
 
+    /**
+     * A point in a parent format driver's request ("write_aio" before a guest data write, "l2_update",
+     * "flush_to_disk": QEMU's BlkdebugEvent names), fired on the child the request goes to. Only a
+     * fault-injection driver ({@code blkdebug}) reacts; everyone else ignores it.
+     */
+    default void debugEvent(String event) {}
+
     /** Releases the driver's resources; children are closed by their nodes, not here. */
     @Override
     void close() throws IOException;

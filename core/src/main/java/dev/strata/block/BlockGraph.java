@@ -67,18 +67,26 @@ public final class BlockGraph implements AutoCloseable {
         return openNode(options, flags, List.of(), true);
     }
 
-    /** Opens an image file as qemu-img does: {@code format} or probed, over a "file" node. */
+    /**
+     * Opens an image file as qemu-img and qemu-io do: {@code format} or probed, over a "file" node,
+     * with discards passed on (the tools' {@code discard=unmap}; {@code --blockdev} defaults to
+     * QEMU's {@code discard=ignore}).
+     */
     public BlockNode openImage(String filename, String format, OpenFlags flags) throws IOException {
-        return openImageInChain(filename, format, flags, List.of(), true);
+        BlockOptions opts = imageOptions(filename, format).put("discard", "unmap");
+        return openNode(opts, flags, List.of(), true);
     }
 
     BlockNode openImageInChain(String filename, String format, OpenFlags flags, List<Path> chain, boolean root)
             throws IOException {
+        return openNode(imageOptions(filename, format), flags, chain, root);
+    }
+
+    private BlockOptions imageOptions(String filename, String format) throws IOException {
         String fmt = format != null ? format : probe(filename);
-        BlockOptions opts = BlockOptions.empty()
+        return BlockOptions.empty()
                 .put("driver", fmt)
                 .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename));
-        return openNode(opts, flags, chain, root);
     }
 
     /** Probes an image's format from its first bytes: the best-scoring registered probe, else raw. */

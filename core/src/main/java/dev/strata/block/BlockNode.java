@@ -91,7 +91,11 @@ public final class BlockNode implements AutoCloseable {
         if (driver instanceof FileBacked f) {
             return f.filename();
         }
+        // a format's file, or a filter's image (blkdebug): the host file underneath
         BlockNode file = driver.children().get("file");
+        if (file == null) {
+            file = driver.children().get("image");
+        }
         return file == null ? "" : file.filename();
     }
 
@@ -234,10 +238,20 @@ public final class BlockNode implements AutoCloseable {
         }
         enter();
         try {
+            BlockNode primary = driver.children().get("file");
+            if (primary != null) {
+                primary.debugEvent("flush_to_os");
+                primary.debugEvent("flush_to_disk");
+            }
             driver.flush();
         } finally {
             gate.leave();
         }
+    }
+
+    /** Tells this node's driver that a parent reached {@code event} (see {@link BlockDriver#debugEvent}). */
+    public void debugEvent(String event) {
+        driver.debugEvent(event);
     }
 
     /**

@@ -1,5 +1,9 @@
 package dev.strata.img;
 
+import dev.strata.LazySubcommands;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.function.Supplier;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -7,21 +11,27 @@ import picocli.CommandLine.Command;
 @Command(
         name = "img",
         mixinStandardHelpOptions = true,
-        description = "Create, inspect, check, compare and convert disk images (qemu-img compatible).",
-        subcommands = {
-            CreateCommand.class,
-            InfoCommand.class,
-            CheckCommand.class,
-            CompareCommand.class,
-            ConvertCommand.class,
-            MapCommand.class,
-            RebaseCommand.class,
-            CommitCommand.class,
-            BenchCommand.class
-        })
+        description = "Create, inspect, check, compare and convert disk images (qemu-img compatible).")
 public final class ImgCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
+
+    /** {@code strata img} with the subcommand {@code args[1]} names (all of them for help or a bad name). */
+    public static CommandLine commandLine(String[] args) {
+        CommandLine img = new CommandLine(new ImgCommand());
+        Map<String, Supplier<Object>> table = new LinkedHashMap<>();
+        table.put("create", CreateCommand::new);
+        table.put("info", InfoCommand::new);
+        table.put("check", CheckCommand::new);
+        table.put("compare", CompareCommand::new);
+        table.put("convert", ConvertCommand::new);
+        table.put("map", MapCommand::new);
+        table.put("rebase", RebaseCommand::new);
+        table.put("commit", CommitCommand::new);
+        table.put("bench", BenchCommand::new);
+        LazySubcommands.add(img, table, args, 1);
+        return img;
+    }
 
     @Override
     public void run() {

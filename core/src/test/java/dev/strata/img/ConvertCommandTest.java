@@ -175,8 +175,15 @@ class ConvertCommandTest {
         for (JsonNode e : ImgTool.json(map(image))) {
             String kind = "data=" + e.get("data").asBoolean() + " zero="
                     + e.get("zero").asBoolean() + " offset=" + e.has("offset");
-            for (long c = 0; c < e.get("length").asLong(); c += clusterSize) {
-                out.add(kind);
+            long start = e.get("start").asLong();
+            long end = start + e.get("length").asLong();
+            // by cluster index, so that entries split or merged differently still line up
+            for (long c = start / clusterSize; c * clusterSize < end; c++) {
+                if (c < out.size()) {
+                    out.set((int) c, kind);
+                } else {
+                    out.add(kind);
+                }
             }
         }
         return out;
@@ -209,7 +216,25 @@ class ConvertCommandTest {
             assertThat(check.out()).contains("No errors were found").doesNotContain("leaked");
             assertIdentical(p("src.raw"), p("s.qcow2"));
             // compressed clusters show as data without a host offset, just where qemu-img's are
-            assertThat(clusterKinds(p("s.qcow2"), clusterSize)).isEqualTo(clusterKinds(p("q.qcow2"), clusterSize));
+            // except borderline ones: Strata's deflate flushes every 4 KiB (QEMU's inflate window),
+            // which costs some bytes per cluster, so a cluster qemu-img barely fits compressed may
+            // stay uncompressed in Strata's image; never the other way round
+            List<String> strataKinds = clusterKinds(p("s.qcow2"), clusterSize);
+            List<String> qemuKinds = clusterKinds(p("q.qcow2"), clusterSize);
+            assertThat(strataKinds).hasSameSizeAs(qemuKinds);
+            int borderline = 0;
+            for (int i = 0; i < qemuKinds.size(); i++) {
+                if (!strataKinds.get(i).equals(qemuKinds.get(i))) {
+                    assertThat(qemuKinds.get(i))
+                            .as("cluster %d: qemu-img compressed it", i)
+                            .isEqualTo("data=true zero=false offset=false");
+                    assertThat(strataKinds.get(i))
+                            .as("cluster %d: Strata stored it plainly", i)
+                            .isEqualTo("data=true zero=false offset=true");
+                    borderline++;
+                }
+            }
+            assertThat(borderline).as("borderline clusters").isLessThanOrEqualTo(Math.max(2, qemuKinds.size() / 50));
             assertThat(clusterKinds(p("s.qcow2"), clusterSize)).contains("data=true zero=false offset=false");
 
             // Strata reads its own compressed image

@@ -1,6 +1,7 @@
 package dev.strata.block.drivers;
 
 import dev.strata.block.BlockGraph;
+import dev.strata.block.blkdebug.BlkdebugDriver;
 import dev.strata.block.file.FileDriver;
 import dev.strata.block.mem.NullDriver;
 import dev.strata.block.qcow2.Qcow2Driver;
@@ -15,6 +16,7 @@ public final class Drivers {
                 .register("file", FileDriver::open)
                 .register("raw", RawDriver::open)
                 .register("qcow2", Qcow2Driver::open, Qcow2Driver::probe)
-                .register("null-co", NullDriver::open);
+                .register("null-co", NullDriver::open)
+                .register("blkdebug", BlkdebugDriver::open);
     }
 }

@@ -1,5 +1,6 @@
 package dev.strata.block.qcow2;
 
+import dev.strata.block.BlockException;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
 import java.util.LinkedHashMap;
@@ -193,17 +194,6 @@ public record Qcow2CheckResult(
 
     /** strerror() text for the errno values a check can fail with. */
     static String strerror(int errno) {
-        return switch (errno) {
-            case 1 -> "Operation not permitted";
-            case 2 -> "No such file or directory";
-            case 5 -> "Input/output error";
-            case 12 -> "Cannot allocate memory";
-            case 13 -> "Permission denied";
-            case 22 -> "Invalid argument";
-            case 27 -> "File too large";
-            case 28 -> "No space left on device";
-            case 95 -> "Operation not supported";
-            default -> "Unknown error " + errno;
-        };
+        return BlockException.strerror(errno);
     }
 }

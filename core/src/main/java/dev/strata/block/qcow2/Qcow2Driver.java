@@ -47,6 +47,13 @@ import java.util.zip.Inflater;
  * </ol>
  * A SIGKILL keeps the page cache, so this ordering of writes is enough; {@link #flush()} makes it
  * durable against power loss.
+ *
+ * <p>Dirty bit and lazy refcounts: a dirty image (left by a QEMU that crashed while using lazy
+ * refcounts) is repaired before a read-write open ({@link Qcow2DirtyRepair}) and read as is when
+ * read-only. Strata never sets the dirty bit, not even on a lazy_refcounts image: it always writes
+ * refcounts eagerly and in the order above, so the refcounts on disk are never behind the L2
+ * tables and a crash can leak clusters but leaves nothing a dirty bit would have to announce. The
+ * lazy_refcounts compatible bit is kept, so QEMU goes on using lazy refcounts on the image.
  */
 public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     /** Autoclear bits Strata keeps set on a read-write open: none yet (bitmaps are not interpreted). */
@@ -135,6 +142,19 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         Qcow2Header header = Qcow2Header.read(file::read, file.length());
         header.validate(file.length());
         checkFeatures(header, readOnly);
+        if (header.isDirty() && !readOnly) {
+            // the repair rewrites refcounts (and may grow the file) behind this node's back: start
+            // over from the header, keeping nothing read before it
+            Qcow2DirtyRepair.repair(fileNode);
+            file = new ImageFile(fileNode);
+            header = Qcow2Header.read(file::read, file.length());
+            header.validate(file.length());
+            checkFeatures(header, readOnly);
+            if (header.isDirty()) {
+                throw new BlockException(
+                        "Could not repair dirty image: the check left the dirty bit set", BlockException.EIO);
+            }
+        }
 
         long[] l1 = ClusterMap.loadL1(file, header);
         ClusterMap map = new ClusterMap(file, header, l1, L2_CACHE_BYTES);
@@ -196,12 +216,6 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         }
         if (h.isCorrupt() && !readOnly) {
             throw new BlockException("qcow2: Image is corrupt; cannot be opened read/write", BlockException.EPERM);
-        }
-        if (h.isDirty() && !readOnly) {
-            throw new BlockException(
-                    "qcow2: Image is dirty (refcounts may be inconsistent) and Strata cannot repair refcounts yet;"
-                            + " run 'qemu-img check -r all' on it first, or open it read-only",
-                    BlockException.ENOTSUP);
         }
     }
 
@@ -304,6 +318,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
                 long host = e & ClusterMap.OFFSET_MASK;
                 map.checkDataCluster(e, c);
                 file.checkInside("Data cluster run", host + (long) (clusters - 1) * clusterSize, 1);
+                fileNode.debugEvent("read_aio");
                 file.read(host + inCl, part);
             }
             case COMPRESSED -> readCompressed(e, c, inCl, part);
@@ -456,6 +471,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         map.checkDataCluster(e, c);
         file.checkInside("Data cluster run", host + (long) (k - 1) * clusterSize, 1);
         int n = (int) Math.min((long) k * clusterSize - inCl, src.remaining());
+        fileNode.debugEvent("write_aio");
         file.write(host + inCl, src.slice(src.position(), n));
         src.position(src.position() + n);
         return n;
@@ -499,6 +515,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             }
             k++;
         }
+        fileNode.debugEvent("cluster_alloc");
         long[] run = refcounts.allocateRun(k);
         long host = run[0];
         k = (int) run[1];
@@ -506,6 +523,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         int tail = k * clusterSize - inCl - n;
 
         // 1. data (refcounts are already raised; nothing points here yet)
+        fileNode.debugEvent("write_aio");
         int srcPos = src.position();
         long w = host;
         int consumed = 0;
@@ -539,6 +557,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             old[i] = ClusterMap.entry(t, idx + i);
             ClusterMap.setEntry(t, idx + i, (host + (long) i * clusterSize) | ClusterMap.COPIED);
         }
+        fileNode.debugEvent("l2_update");
         map.writeEntries(l1i, t, idx, idx + k);
         for (long o : old) {
             long[] r = map.referencedRange(o);
@@ -605,6 +624,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             stored = (int) (((host + clen + 511) & -512L) - host);
             Arrays.fill(compressBuf, clen, stored, (byte) 0);
         }
+        fileNode.debugEvent("write_compressed");
         file.write(host, compressBuf, 0, stored);
         long extraSectors = ((host + clen - 1) >>> 9) - (host >>> 9);
         long old = ClusterMap.entry(t, idx);

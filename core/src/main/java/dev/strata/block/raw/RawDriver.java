@@ -64,11 +64,13 @@ public final class RawDriver implements BlockDriver {
 
     @Override
     public void read(long off, ByteBuffer dst) throws IOException {
+        file.debugEvent("read_aio");
         file.read(offset + off, dst);
     }
 
     @Override
     public void write(long off, ByteBuffer src) throws IOException {
+        file.debugEvent("write_aio");
         file.write(offset + off, src);
     }
 

@@ -1,5 +1,6 @@
 package dev.strata.qmp.commands;
 
+import dev.strata.block.blkdebug.BlkdebugDriver;
 import dev.strata.qmp.schema.QType;
 import dev.strata.qmp.schema.QType.AlternateType;
 import dev.strata.qmp.schema.QType.Branch;
@@ -8,6 +9,7 @@ import dev.strata.qmp.schema.QType.EnumType;
 import dev.strata.qmp.schema.QType.IntType;
 import dev.strata.qmp.schema.QType.JsonKind;
 import dev.strata.qmp.schema.QType.Lazy;
+import dev.strata.qmp.schema.QType.ListType;
 import dev.strata.qmp.schema.QType.Member;
 import dev.strata.qmp.schema.QType.Scalar;
 import dev.strata.qmp.schema.QType.StructType;
@@ -130,6 +132,48 @@ public final class BlockdevSchema {
                         optional("cache-clean-interval", INT),
                         optional("encrypt", ANY),
                         optional("data-file", ref)));
+        QType events = new EnumType("BlkdebugEvent", BlkdebugDriver.EVENTS, null);
+        v.put(
+                "blkdebug",
+                struct(
+                        "BlockdevOptionsBlkdebug",
+                        required("image", ref),
+                        optional("config", STR),
+                        optional("align", INT),
+                        optional("max-transfer", new IntType(IntKind.INT32)),
+                        optional("opt-write-zero", new IntType(IntKind.INT32)),
+                        optional("max-write-zero", new IntType(IntKind.INT32)),
+                        optional("opt-discard", new IntType(IntKind.INT32)),
+                        optional("max-discard", new IntType(IntKind.INT32)),
+                        optional(
+                                "inject-error",
+                                new ListType(struct(
+                                        "BlkdebugInjectErrorOptions",
+                                        required("event", events),
+                                        optional("state", INT),
+                                        optional(
+                                                "iotype",
+                                                enumOf(
+                                                        "BlkdebugIOType",
+                                                        "read",
+                                                        "write",
+                                                        "write-zeroes",
+                                                        "discard",
+                                                        "flush",
+                                                        "block-status")),
+                                        optional("errno", INT),
+                                        optional("sector", INT),
+                                        optional("once", BOOL),
+                                        optional("immediately", BOOL)))),
+                        optional(
+                                "set-state",
+                                new ListType(struct(
+                                        "BlkdebugSetStateOptions",
+                                        required("event", events),
+                                        optional("state", INT),
+                                        required("new_state", INT)))),
+                        optional("take-child-perms", ANY),
+                        optional("unshare-child-perms", ANY)));
         v.put(
                 "raw",
                 struct("BlockdevOptionsRaw", required("file", ref), optional("offset", INT), optional("size", INT)));

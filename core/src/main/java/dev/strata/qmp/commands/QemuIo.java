@@ -171,15 +171,7 @@ final class QemuIo {
     }
 
     private static String strerror(IOException e) {
-        int errno = e instanceof BlockException b ? b.errno() : BlockException.EIO;
-        return switch (errno) {
-            case BlockException.EPERM -> "Operation not permitted";
-            case BlockException.EINVAL -> "Invalid argument";
-            case BlockException.ENOSPC -> "No space left on device";
-            case BlockException.ENOTSUP -> "Operation not supported";
-            case BlockException.EFBIG -> "File too large";
-            default -> "Input/output error";
-        };
+        return BlockException.strerror(e instanceof BlockException b ? b.errno() : BlockException.EIO);
     }
 
     /** QEMU answers a request past the end with EIO, whatever the reason Strata's check gives. */
