@@ -62,6 +62,7 @@ class ArchitectureTest {
                         "dev.strata.img..",
                         "dev.strata.daemon..",
                         "dev.strata.qmp..",
+                        "dev.strata.nbd..",
                         "com.fasterxml.jackson..",
                         "picocli..")
                 .check(classes);
@@ -150,6 +151,25 @@ class ArchitectureTest {
                 .should()
                 .dependOnClassesThat()
                 .resideInAnyPackage("dev.strata.qmp..", "dev.strata.daemon..", "dev.strata.img..")
+                .check(classes);
+    }
+
+    @Test
+    void nbdKnowsOnlyTheBlockLayer() {
+        noClasses()
+                .that()
+                .resideInAPackage("dev.strata.nbd..")
+                .should()
+                .dependOnClassesThat()
+                .resideInAnyPackage(
+                        "dev.strata.qmp..",
+                        "dev.strata.daemon..",
+                        "dev.strata.img..",
+                        "dev.strata.block.file..",
+                        "dev.strata.block.raw..",
+                        "dev.strata.block.qcow2..",
+                        "com.fasterxml.jackson..",
+                        "picocli..")
                 .check(classes);
     }
 }

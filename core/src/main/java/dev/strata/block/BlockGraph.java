@@ -241,6 +241,9 @@ public final class BlockGraph implements AutoCloseable {
             if (node == null) {
                 throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
             }
+            if (node.hasUsers()) {
+                throw new BlockException("Node " + nodeName + " is in use");
+            }
             for (BlockNode other : nodes.values()) {
                 if (other != node && uses(other, node)) {
                     throw new BlockException("Block device " + nodeName + " is in use");

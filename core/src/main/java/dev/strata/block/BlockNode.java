@@ -50,6 +50,8 @@ public final class BlockNode implements AutoCloseable {
     // replaced, never mutated, under this
     private volatile BeforeWrite[] beforeWrites = new BeforeWrite[0];
     private volatile List<String> blockers = List.of();
+    /** Users outside the graph (NBD exports): QEMU's BlockBackends, which blockdev-del refuses. */
+    private final java.util.concurrent.atomic.AtomicInteger users = new java.util.concurrent.atomic.AtomicInteger();
 
     BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned) {
         this(nodeName, autoNamed, driver, owned, true, false);
@@ -122,6 +124,20 @@ public final class BlockNode implements AutoCloseable {
 
     public int clusterSize() {
         return driver.clusterSize();
+    }
+
+    /** Counts a user outside the graph (an export); blockdev-del refuses the node until it detaches. */
+    public void attachUser() {
+        users.incrementAndGet();
+    }
+
+    public void detachUser() {
+        users.decrementAndGet();
+    }
+
+    /** Whether anything outside the graph uses the node (QEMU: the node has a BlockBackend). */
+    public boolean hasUsers() {
+        return users.get() > 0;
     }
 
     /** The node's dirty bitmaps (QMP's block-dirty-bitmap-* commands act on these). */

@@ -6,6 +6,7 @@ import dev.strata.block.BlockOptions;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.job.Job;
 import dev.strata.job.JobRegistry;
+import dev.strata.nbd.NbdServer;
 import dev.strata.qmp.Commands;
 import dev.strata.qmp.Qmp;
 import dev.strata.qmp.QmpException;
@@ -18,6 +19,7 @@ import dev.strata.qmp.commands.HmpCommands;
 import dev.strata.qmp.commands.JobCommands;
 import dev.strata.qmp.commands.JobEvents;
 import dev.strata.qmp.commands.JobLauncher;
+import dev.strata.qmp.commands.NbdCommands;
 import dev.strata.qmp.json.Json;
 import dev.strata.qmp.schema.Decoder;
 import dev.strata.qmp.schema.SchemaException;
@@ -64,6 +66,12 @@ public final class Daemon implements AutoCloseable {
     /** {@code --qmp unix:PATH[,server=on][,wait=on|off]} (QEMU's -qmp shorthand). */
     public record QmpSocket(String text) implements StartupOption {}
 
+    /** {@code --nbd-server addr.type=unix,addr.path=P} or {@code addr.type=inet,addr.host=H,addr.port=P}. */
+    public record NbdServerOption(String text) implements StartupOption {}
+
+    /** {@code --export type=nbd,id=ID,node-name=N[,name=NAME][,writable=on|off][,bitmaps.0=B]}. */
+    public record ExportOption(String text) implements StartupOption {}
+
     /** {@code --pidfile PATH}. */
     public record PidFile(String path) implements StartupOption {}
 
@@ -80,6 +88,7 @@ public final class Daemon implements AutoCloseable {
     private final Qmp qmp;
     private final BlockdevSchema blockdevSchema;
     private final JobRegistry jobs;
+    private final NbdServer nbd = new NbdServer();
     private final AtomicBoolean stopping = new AtomicBoolean();
     private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile Path pidFile;
@@ -98,6 +107,7 @@ public final class Daemon implements AutoCloseable {
         JobLauncher launcher = new JobLauncher();
         this.jobs = new JobRegistry(events, launcher);
         JobCommands.register(commands, graph, jobs, launcher);
+        NbdCommands.register(commands, graph, nbd, this::emit);
         this.qmp = new Qmp(commands, info);
         events.attach(qmp::emit);
         this.blockdevSchema = new BlockdevSchema(graph::hasDriver);
@@ -142,6 +152,14 @@ public final class Daemon implements AutoCloseable {
         return jobs;
     }
 
+    public NbdServer nbd() {
+        return nbd;
+    }
+
+    private void emit(String event, Object data) {
+        qmp.emit(event, data);
+    }
+
     /** The QMP sockets this daemon listens on. */
     public List<Path> sockets() {
         return qmp.listeners().stream().map(QmpListener::path).toList();
@@ -182,6 +200,8 @@ public final class Daemon implements AutoCloseable {
                     listen("--monitor " + text, spec, pretty, waitFor);
                 }
                 case QmpSocket(String text) -> listen("--qmp " + text, qmpSocket(text), false, waitFor);
+                case NbdServerOption(String text) -> DaemonNbd.startServer(nbd, text);
+                case ExportOption(String text) -> DaemonNbd.addExport(graph, nbd, text);
                 case PidFile(String path) -> this.pidFile = Path.of(path);
             }
         }
@@ -359,6 +379,8 @@ public final class Daemon implements AutoCloseable {
         }
         try {
             qmp.close();
+            // clients go before the nodes they write to close
+            nbd.close();
             try {
                 qmp.underCommandLock(() -> {
                     closeNodes();

@@ -61,6 +61,8 @@ public final class DaemonCommand implements Callable<Integer> {
                         case "--chardev" -> new Daemon.Chardev(value);
                         case "--monitor" -> new Daemon.Monitor(value);
                         case "--qmp" -> new Daemon.QmpSocket(value);
+                        case "--nbd-server" -> new Daemon.NbdServerOption(value);
+                        case "--export" -> new Daemon.ExportOption(value);
                         case "--pidfile" -> new Daemon.PidFile(value);
                         default -> throw new IllegalStateException(name);
                     });
@@ -98,6 +100,22 @@ public final class DaemonCommand implements Callable<Integer> {
             paramLabel = "unix:PATH",
             description = "unix:<path>,server=on[,wait=on|off]: serve QMP on a UNIX socket (QEMU's -qmp)")
     List<String> qmp;
+
+    @Option(
+            names = "--nbd-server",
+            parameterConsumer = InOrder.class,
+            paramLabel = "OPTIONS",
+            description = "addr.type=unix,addr.path=<path> | addr.type=inet,addr.host=<host>,addr.port=<port>"
+                    + "[,max-connections=<n>]: start the NBD server")
+    List<String> nbdServer;
+
+    @Option(
+            names = "--export",
+            parameterConsumer = InOrder.class,
+            paramLabel = "OPTIONS",
+            description = "[type=]nbd,id=<id>,node-name=<node>[,name=<name>][,description=<text>][,writable=on|off]"
+                    + "[,bitmaps.0=<bitmap>...|,bitmap=<bitmap>][,allocation-depth=on|off]: export a node over NBD")
+    List<String> export;
 
     @Option(
             names = "--pidfile",
