@@ -206,11 +206,19 @@ final class ImageCopy {
                 writeZeros(offset + i, runEnd - i);
             } else if (compressor != null) {
                 for (int j = i; j < runEnd; j += granularity) {
+                    int pieceEnd = Math.min(runEnd, j + granularity);
+                    if (pieceEnd - j < granularity && offset + pieceEnd == size) {
+                        // the source ends inside the target's last cluster (its size is not a
+                        // multiple of 512): the rest of that cluster reads as zeros, as in qemu-img
+                        int padEnd = (int) Math.min(j + granularity, dst.length() - offset);
+                        ByteBuffer whole = buf.duplicate().clear();
+                        for (int z = pieceEnd; z < padEnd; z++) {
+                            whole.put(z, (byte) 0);
+                        }
+                        pieceEnd = padEnd;
+                    }
                     compressor.writeCompressed(
-                            offset + j,
-                            buf.duplicate()
-                                    .limit(Math.min(runEnd, j + granularity))
-                                    .position(j));
+                            offset + j, buf.duplicate().clear().limit(pieceEnd).position(j));
                 }
             } else {
                 dst.write(offset + i, buf.duplicate().limit(runEnd).position(i));

@@ -255,6 +255,20 @@ class ConvertCommandTest {
     }
 
     @Test
+    void compressedConvertOfASourceThatEndsInsideASector() throws Exception {
+        // 4 KiB clusters, data up to the last byte of a source whose size is no multiple of 512
+        // but rounds up to whole clusters: the last cluster is given short and must be padded
+        byte[] data = new byte[4 * 4096 - 100];
+        new Random(5).nextBytes(data);
+        Files.write(dir.resolve("odd.raw"), data);
+        strata("convert", "-c", "-O", "qcow2", "-o", "cluster_size=4096", p("odd.raw"), p("odd.qcow2"))
+                .assertOk();
+        ImgTool.Run check = qemu("check", p("odd.qcow2"));
+        assertThat(check.exit()).as(check.out()).isZero();
+        assertIdentical(p("odd.raw"), p("odd.qcow2"));
+    }
+
+    @Test
     void compressedTargetTakesOrdinaryWritesAfterwards() throws Exception {
         qemu("create", "-f", "raw", p("src.raw"), "1M").assertOk();
         io("raw", p("src.raw"), List.of("write -P 7 0 256k"));
