@@ -32,6 +32,9 @@ public final class BackupJob extends Job {
     /** Largest piece copied at once: big enough for sequential throughput, small enough to pause. */
     static final int CHUNK = 4 << 20;
 
+    /** The wait before retrying a copy whose error the policy ignores. */
+    static final long IGNORE_RETRY_NANOS = 10_000_000L;
+
     /** The piece copied at once when a speed is set (QEMU's block-copy chunk). */
     static final int RATE_LIMITED_CHUNK = 1 << 20;
 
@@ -142,6 +145,11 @@ public final class BackupJob extends Job {
                 ioError(f.read(), action, f.errno() == BlockException.ENOSPC);
                 if (action == ErrorAction.REPORT) {
                     throw new JobFailure(f.getMessage());
+                }
+                // QEMU retries at once; a short wait keeps a lasting error from spinning a core and
+                // flooding every client with BLOCK_JOB_ERROR (stop pauses at the next pause point)
+                if (action == ErrorAction.IGNORE && sleep(IGNORE_RETRY_NANOS)) {
+                    return;
                 }
                 continue;
             }

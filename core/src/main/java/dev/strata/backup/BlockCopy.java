@@ -294,18 +294,32 @@ final class BlockCopy {
                 release(r, false);
                 continue;
             }
+            ByteBuffer buf = borrow();
             try {
-                copy(r, ByteBuffer.allocate((int) r.length()));
+                copy(r, buf);
                 release(r, true);
                 progress.accept(r.length());
             } catch (CopyFailure f) {
                 release(r, false);
                 failure = (IOException) f.getCause();
+            } finally {
+                buffers.offer(buf);
             }
         }
         if (failure != null) {
             throw failure;
         }
+    }
+
+    /** Copy-before-write's buffers, reused: a first touch of each page costs more than the copy. */
+    private final java.util.concurrent.ConcurrentLinkedQueue<ByteBuffer> buffers =
+            new java.util.concurrent.ConcurrentLinkedQueue<>();
+
+    static final int CBW_BUFFER = 1 << 20;
+
+    private ByteBuffer borrow() {
+        ByteBuffer b = buffers.poll();
+        return b != null ? b : ByteBuffer.allocateDirect(Math.max(CBW_BUFFER, (int) clusterSize));
     }
 
     private boolean busy(long first, long end) {

@@ -42,7 +42,21 @@ class BackupPointInTimeTest {
 
     @ParameterizedTest(name = "seed {0}")
     @ValueSource(longs = {1, 2, 3, 4, 5, 6})
-    void aBackupIsTheDiskAsItWasWhenTheJobStarted(long seed) throws Exception {
+    void aFullBackupIsTheDiskAsItWasWhenTheJobStarted(long seed) throws Exception {
+        run(seed, false);
+    }
+
+    /**
+     * Incremental: the target holds an older state of the disk (the previous backup) and the
+     * bitmap what changed since; copying the dirty clusters must give the disk at the start.
+     */
+    @ParameterizedTest(name = "seed {0}")
+    @ValueSource(longs = {11, 12, 13, 14, 15, 16})
+    void anIncrementalBackupIsTheDiskAsItWasWhenTheJobStarted(long seed) throws Exception {
+        run(seed, true);
+    }
+
+    private static void run(long seed, boolean incremental) throws Exception {
         SplittableRandom r = new SplittableRandom(seed);
         FaultyDisk src = new FaultyDisk(SIZE);
         byte[] init = new byte[SIZE];
@@ -53,6 +67,17 @@ class BackupPointInTimeTest {
             BlockNode source = node(graph, "src", src);
             BlockNode target = node(graph, "dst", dst);
             DirtyBitmap bitmap = source.bitmaps().add("b", SIZE, 65536, false);
+            if (incremental) {
+                // the previous backup, then changes the bitmap records
+                dst.write(0, ByteBuffer.wrap(init));
+                byte[] w = new byte[100_000];
+                for (int i = 0; i < 40; i++) {
+                    int off = r.nextInt(SIZE - w.length);
+                    int len = 1 + r.nextInt(w.length);
+                    r.nextBytes(w);
+                    source.write(off, ByteBuffer.wrap(w, 0, len));
+                }
+            }
             JobRegistry jobs = new JobRegistry(JobListener.NONE);
             BackupJob job;
             byte[] t0;
@@ -114,6 +139,7 @@ class BackupPointInTimeTest {
             assertThat(job.status()).isEqualTo(JobStatus.NULL);
             assertThat(job.error()).isNull();
             assertThat(contents(dst)).as("seed %d", seed).isEqualTo(t0);
+            assertThat(bitmap.successor()).isNull();
             assertThat(written).isNotEmpty();
             DirtyBitmap after = source.bitmaps().lookup("b");
             for (long[] w : written) {

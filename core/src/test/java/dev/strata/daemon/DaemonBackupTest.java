@@ -292,6 +292,37 @@ class DaemonBackupTest {
     }
 
     @Test
+    void onSourceErrorIgnoreRetriesUntilTheErrorGoes() throws Exception {
+        FaultyDisk bad = f.addFaulty("bad1", "drive1");
+        Path s = f.faultySnapshot(bad, "s.raw");
+        bad.failReads(5);
+        f.createQcow2("t.qcow2", null);
+        qmp.ok(
+                "drive-backup",
+                args(
+                        "device",
+                        "bad1",
+                        "target",
+                        dir.resolve("t.qcow2").toString(),
+                        "sync",
+                        "full",
+                        "format",
+                        "qcow2",
+                        "mode",
+                        "existing",
+                        "on-source-error",
+                        "ignore"));
+        assertThat(f.awaitEvent("BLOCK_JOB_ERROR", "bad1"))
+                .containsEntry("action", "ignore")
+                .containsEntry("operation", "read");
+        assertThat(f.awaitEvent("BLOCK_JOB_ERROR", "bad1")).containsEntry("action", "ignore");
+        bad.failReads(0);
+        assertThat(f.awaitEvent("BLOCK_JOB_COMPLETED", "bad1")).doesNotContainKey("error");
+        f.awaitNoJobs();
+        assertSame(s, dir.resolve("t.qcow2"));
+    }
+
+    @Test
     void partialTransactionalFailure() throws Exception {
         FaultyDisk bad = f.addFaulty("bad1", "drive1");
         qmp.ok("transaction", fullWithBitmap("drive0", "bitmap0", "full0.qcow2"));
