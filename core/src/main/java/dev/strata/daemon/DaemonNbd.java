@@ -30,7 +30,8 @@ final class DaemonNbd {
         Map<String, Object> addr = (Map<String, Object>) options.get("addr");
         NbdServer.Address address = switch (String.valueOf(addr.get("type"))) {
             case "unix" -> new NbdServer.Unix(Path.of((String) addr.get("path")));
-            case "inet" -> new NbdServer.Inet((String) addr.get("host"), (String) addr.get("port"));
+            case "inet" ->
+                new NbdServer.Inet(NbdCommands.hostOrLoopback((String) addr.get("host")), (String) addr.get("port"));
             default ->
                 throw new Daemon.StartupException(
                         "--nbd-server " + text + ": Strata serves NBD on inet and unix sockets only");

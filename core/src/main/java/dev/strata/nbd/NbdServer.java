@@ -285,30 +285,12 @@ public final class NbdServer implements AutoCloseable {
 
     /** Refuses an export id QEMU would refuse, before the node is looked up (QEMU's order). */
     public synchronized void checkNewId(String id) throws NbdException {
-        if (!wellFormed(id)) {
+        if (!ExportChecks.wellFormed(id)) {
             throw new NbdException("Invalid block export id");
         }
         if (exports.containsKey(id)) {
             throw new NbdException("Block export id '" + id + "' is already in use");
         }
-    }
-
-    /** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
-    static boolean wellFormed(String id) {
-        if (id.isEmpty() || !isAsciiLetter(id.charAt(0))) {
-            return false;
-        }
-        for (int i = 1; i < id.length(); i++) {
-            char c = id.charAt(i);
-            if (!isAsciiLetter(c) && !(c >= '0' && c <= '9') && c != '-' && c != '.' && c != '_') {
-                return false;
-            }
-        }
-        return true;
-    }
-
-    private static boolean isAsciiLetter(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     }
 
     /** block-export-add for type nbd, after the id and node checks. */
@@ -344,7 +326,7 @@ public final class NbdServer implements AutoCloseable {
         for (BitmapRef ref : spec.bitmaps()) {
             DirtyBitmap b = switch (ref) {
                 case NodeBitmap(BitmapLookup l) -> l.lookup();
-                case NamedBitmap(String bitmapName) -> findOnChain(node, bitmapName, spec.writable());
+                case NamedBitmap(String bitmapName) -> ExportChecks.findOnChain(node, bitmapName, spec.writable());
             };
             try {
                 DirtyBitmaps.check(b, DirtyBitmaps.Check.ALLOW_RO);
@@ -356,12 +338,12 @@ public final class NbdServer implements AutoCloseable {
         List<DirtyBitmap> held = new ArrayList<>();
         try {
             for (DirtyBitmap b : bitmaps) {
-                ownerOf(node, b).bitmaps().hold(b);
+                ExportChecks.ownerOf(node, b).bitmaps().hold(b);
                 held.add(b);
             }
         } catch (BitmapException e) {
             for (DirtyBitmap b : held) {
-                ownerOf(node, b).bitmaps().unhold(b);
+                ExportChecks.ownerOf(node, b).bitmaps().unhold(b);
             }
             throw new NbdException(e.getMessage());
         }
@@ -379,39 +361,6 @@ public final class NbdServer implements AutoCloseable {
         node.attachUser();
         exports.put(spec.id(), export);
         return export;
-    }
-
-    /** The bitmap on the node, else on the nodes below it (QEMU's filter-or-COW chain). */
-    private static DirtyBitmap findOnChain(BlockNode node, String name, boolean writable) throws NbdException {
-        for (BlockNode n = node; n != null; n = below(n)) {
-            Optional<DirtyBitmap> b = n.bitmaps().find(name);
-            if (b.isPresent()) {
-                if (!writable && !n.readOnly() && b.get().enabled()) {
-                    throw new NbdException("Enabled bitmap '" + name + "' incompatible with readonly export");
-                }
-                return b.get();
-            }
-        }
-        throw new NbdException("Bitmap '" + name + "' is not found");
-    }
-
-    private static BlockNode below(BlockNode n) {
-        Optional<BlockNode> backing = n.backing();
-        if (backing.isPresent()) {
-            return backing.get();
-        }
-        // raw without an offset is a filter over its file in QEMU's graph
-        return n.driverName().equals("raw") ? n.file().orElse(null) : null;
-    }
-
-    /** The node whose bitmap list holds {@code b} (the export's node or one below it). */
-    private static BlockNode ownerOf(BlockNode node, DirtyBitmap b) {
-        for (BlockNode n = node; n != null; n = below(n)) {
-            if (n.bitmaps().all().contains(b)) {
-                return n;
-            }
-        }
-        return node;
     }
 
     /**
@@ -446,7 +395,7 @@ public final class NbdServer implements AutoCloseable {
             exports.remove(id);
         }
         for (DirtyBitmap b : e.bitmaps()) {
-            ownerOf(e.node(), b).bitmaps().unhold(b);
+            ExportChecks.ownerOf(e.node(), b).bitmaps().unhold(b);
         }
         e.node().detachUser();
         return e;

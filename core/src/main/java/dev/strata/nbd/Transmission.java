@@ -34,8 +34,11 @@ final class Transmission {
     /** Most runs in one BLOCK_STATUS chunk; the client continues from where a reply ends. */
     static final int MAX_EXTENTS = 1 << 16;
 
-    /** Requests of one connection served at once (QEMU's MAX_NBD_REQUESTS). */
-    static final int MAX_IN_FLIGHT = 16;
+    /**
+     * Requests of one connection served at once (QEMU's MAX_NBD_REQUESTS); with 1
+     * ({@code -Dstrata.nbd.max-in-flight=1}) the connection's thread serves each request itself.
+     */
+    static final int MAX_IN_FLIGHT = Math.max(1, Integer.getInteger("strata.nbd.max-in-flight", 16));
 
     private final Wire wire;
     private final Export export;
@@ -112,8 +115,12 @@ final class Transmission {
                     continue;
                 }
                 ByteBuffer data = payload;
-                Thread.ofVirtual().name("nbd-request").start(() -> serve(r, data));
                 handedOver = true;
+                if (MAX_IN_FLIGHT == 1) {
+                    serve(r, data);
+                } else {
+                    Thread.ofVirtual().name("nbd-request").start(() -> serve(r, data));
+                }
             } finally {
                 if (!handedOver) {
                     if (payload != null) {

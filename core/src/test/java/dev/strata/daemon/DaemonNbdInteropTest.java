@@ -132,8 +132,12 @@ class DaemonNbdInteropTest {
 
     @Test
     void qemuIoOverTcpLoopbackWritesAndReadsPatterns() throws Exception {
-        start("addr.type=inet,addr.host=127.0.0.1,addr.port=0", "type=nbd,id=exp0,node-name=drive0,writable=on");
-        int port = ((InetSocketAddress) daemon.nbd().boundAddress().orElseThrow()).getPort();
+        // no addr.host: Strata listens on the loopback address
+        start("addr.type=inet,addr.port=0", "type=nbd,id=exp0,node-name=drive0,writable=on");
+        InetSocketAddress bound =
+                (InetSocketAddress) daemon.nbd().boundAddress().orElseThrow();
+        assertThat(bound.getAddress().isLoopbackAddress()).isTrue();
+        int port = bound.getPort();
         String uri = "nbd://127.0.0.1:" + port + "/drive0";
         Interop.qemuIo("-f", "raw", "-c", "write -P 0x5a 512 128k", "-c", "read -P 0x5a 512 128k", uri)
                 .assertOk();

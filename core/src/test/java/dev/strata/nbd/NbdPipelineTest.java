@@ -133,4 +133,42 @@ class NbdPipelineTest {
         }
         assertThat(handles).containsExactly(7L);
     }
+
+    @Test
+    void hardRemovalWhileAClientWritesLeavesTheNodeIdleAndFree() throws Exception {
+        server.removeExport("rw", false);
+        server.addExport(new NbdServer.ExportSpec(
+                "rw", node, "rw", null, true, List.of(new NbdServer.NamedBitmap("b0")), false, false));
+        assertThat(node.bitmaps().lookup("b0").busy()).isTrue();
+        NbdTestClient c = NbdTestClient.connect(address).greet();
+        assertThat(c.go("rw")).isNull();
+        java.util.concurrent.atomic.AtomicLong acknowledged = new java.util.concurrent.atomic.AtomicLong();
+        Thread writer = Thread.ofVirtual().start(() -> {
+            byte[] data = new byte[65536];
+            try {
+                for (long i = 0; ; i++) {
+                    c.request(0, CMD_WRITE, i, (i % 256) * 65536, data.length);
+                    c.send(data);
+                    if (c.chunk().error() == 0) {
+                        acknowledged.incrementAndGet();
+                    }
+                }
+            } catch (IOException expected) {
+                // the server dropped the client
+            }
+        });
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (acknowledged.get() < 50 && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        server.removeExport("rw", true);
+        assertThat(node.inFlight()).isZero();
+        assertThat(node.hasUsers()).isFalse();
+        assertThat(node.bitmaps().lookup("b0").busy()).isFalse();
+        writer.join(java.time.Duration.ofSeconds(10));
+        assertThat(writer.isAlive()).isFalse();
+        c.close();
+        assertThat(acknowledged.get()).isGreaterThanOrEqualTo(50);
+        graph.remove("drive0");
+    }
 }

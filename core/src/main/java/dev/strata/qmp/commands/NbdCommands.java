@@ -73,9 +73,12 @@ public final class NbdCommands {
     public record NbdServerRemoveArguments(
             String name, @Qapi.Optional BlockExportRemoveMode mode) {}
 
-    /** QAPI's InetSocketAddress. */
+    /**
+     * QAPI's InetSocketAddress. QEMU requires {@code host}; Strata takes its absence to mean the
+     * loopback address, so that a server is never reachable from other machines by accident.
+     */
     public record InetSocketAddress(
-            String host,
+            @Qapi.Optional String host,
             String port,
             @Qapi.Optional Boolean numeric,
             @Qapi.Optional @Qapi.Int(Qapi.IntKind.UINT16) Long to,
@@ -231,6 +234,11 @@ public final class NbdCommands {
         events.accept("BLOCK_EXPORT_DELETED", Map.of("id", e.id()));
     }
 
+    /** The host to bind, loopback when none is given. */
+    public static String hostOrLoopback(String host) {
+        return host == null ? "127.0.0.1" : host;
+    }
+
     /** An NbdServer call that may refuse with QEMU's words. */
     @FunctionalInterface
     private interface NbdCall<T> {
@@ -249,7 +257,7 @@ public final class NbdCommands {
     private static void start(NbdServer server, Map<String, Object> a) throws QmpException {
         Map<String, Object> addr = (Map<String, Object>) a.get("addr");
         NbdServer.Address address = switch (addr.get("data")) {
-            case InetSocketAddress inet -> new NbdServer.Inet(inet.host(), inet.port());
+            case InetSocketAddress inet -> new NbdServer.Inet(hostOrLoopback(inet.host()), inet.port());
             case UnixSocketAddress unix -> {
                 if (Boolean.TRUE.equals(unix.isAbstract())) {
                     throw new QmpException("Strata does not serve NBD on abstract UNIX sockets");
