@@ -43,8 +43,8 @@ class Qmp:
         self.f.readline()
         self.cmd("qmp_capabilities")
 
-    def cmd(self, name, **args):
-        msg = {"execute": name}
+    def cmd(self, command, **args):
+        msg = {"execute": command}
         if args:
             msg["arguments"] = args
         self.f.write(json.dumps(msg) + "\n")
@@ -55,7 +55,7 @@ class Qmp:
                 self.events.append(r)
                 continue
             if "error" in r:
-                raise RuntimeError("%s: %s" % (name, r["error"]["desc"]))
+                raise RuntimeError("%s: %s" % (command, r["error"]["desc"]))
             return r["return"]
 
     def wait_job(self, job):
