@@ -66,7 +66,7 @@ public final class Backup {
         if (source == target) {
             throw new BackupException("Source and target cannot be the same");
         }
-        if (r.compress() && !target.canCompress()) {
+        if (r.compress() && !target.jobIo().canCompress()) {
             // QEMU names the target's device, which a node without one does not have
             throw new BackupException("Compression is not supported for this drive ");
         }
@@ -156,7 +156,7 @@ public final class Backup {
         }
         copy.markToCopy(0, length);
         if (sync == SyncMode.TOP && source.backing().isPresent()) {
-            for (Extent e : source.jobBlockStatus(0, length)) {
+            for (Extent e : source.jobIo().blockStatus(0, length)) {
                 if (e.depth() > 0 || e.kind() == Extent.Kind.UNALLOCATED) {
                     copy.skip(e.offset(), e.length());
                 }

@@ -23,7 +23,7 @@ import java.util.function.LongConsumer;
  * proceeds past a cluster whose old data has not yet been read (ARCHITECTURE.md invariant 3).
  *
  * <p>Concurrency: {@code lock} guards both bitmaps and is never held during I/O; {@code settled}
- * is signalled whenever in-flight clusters finish. All I/O is job I/O ({@link BlockNode#jobRead}),
+ * is signalled whenever in-flight clusters finish. All I/O is job I/O ({@link dev.strata.block.JobIo}),
  * admitted through drains, so a copy that a guest write waits for never waits on a drain.
  *
  * <p>What is written: data runs of the source are copied; runs that read as zeros are written as
@@ -338,7 +338,7 @@ final class BlockCopy {
         }
         List<Extent> extents;
         try {
-            extents = source.jobBlockStatus(r.start(), r.length());
+            extents = source.jobIo().blockStatus(r.start(), r.length());
         } catch (IOException e) {
             throw new CopyFailure(true, e);
         }
@@ -356,14 +356,14 @@ final class BlockCopy {
             if (mayKeepTargetZeros && readsZero(target, offset, len)) {
                 return;
             }
-            target.jobWriteZeroes(offset, len);
+            target.jobIo().writeZeroes(offset, len);
         } catch (IOException e) {
             throw new CopyFailure(false, e);
         }
     }
 
     private static boolean readsZero(BlockNode node, long offset, long len) throws IOException {
-        for (Extent t : node.jobBlockStatus(offset, len)) {
+        for (Extent t : node.jobIo().blockStatus(offset, len)) {
             if (!t.isZero()) {
                 return false;
             }
@@ -377,7 +377,7 @@ final class BlockCopy {
             int n = (int) Math.min(buf.capacity(), end - pos);
             read(pos, buf, n);
             try {
-                target.jobWrite(pos, buf);
+                target.jobIo().write(pos, buf);
             } catch (IOException e) {
                 throw new CopyFailure(false, e);
             }
@@ -388,7 +388,7 @@ final class BlockCopy {
     private void read(long pos, ByteBuffer buf, int n) throws CopyFailure {
         buf.clear().limit(n);
         try {
-            source.jobRead(pos, buf);
+            source.jobIo().read(pos, buf);
         } catch (IOException e) {
             throw new CopyFailure(true, e);
         }
@@ -405,7 +405,7 @@ final class BlockCopy {
                 if (allZero(buf) && mayKeepTargetZeros && readsZero(target, pos, n)) {
                     continue;
                 }
-                target.jobWriteCompressed(pos, buf);
+                target.jobIo().writeCompressed(pos, buf);
             } catch (IOException e) {
                 throw new CopyFailure(false, e);
             }

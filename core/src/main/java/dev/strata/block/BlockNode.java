@@ -41,6 +41,7 @@ public final class BlockNode implements AutoCloseable {
     private final List<BlockNode> owned;
     private final DirtyBitmaps bitmaps = new DirtyBitmaps();
     private final IoGate gate = new IoGate();
+    private final JobIo jobIo = new JobIo(this);
     /** QEMU's {@code discard=unmap}: pass discards on; with {@code ignore} they do nothing at all. */
     private final boolean unmap;
     /** QEMU's {@code cache.no-flush} (qemu-img {@code -t unsafe}): flush is a no-op on this node. */
@@ -219,83 +220,13 @@ public final class BlockNode implements AutoCloseable {
         return b.isEmpty() ? Optional.empty() : Optional.of(b.getFirst());
     }
 
-    // ---- a block job's own requests: admitted even while the node is drained (IoGate#enterAlways)
-
-    /** A job's read: no before-write hooks, admitted through drains. */
-    public void jobRead(long offset, ByteBuffer dst) throws IOException {
-        checkRange(offset, dst.remaining());
-        enterAlways();
-        try {
-            driver.read(offset, dst);
-        } finally {
-            gate.leave();
-        }
+    /** A block job's own requests on this node (admitted through drains); see {@link JobIo}. */
+    public JobIo jobIo() {
+        return jobIo;
     }
 
-    /** A job's write to its target: tracked in the node's bitmaps, admitted through drains. */
-    public void jobWrite(long offset, ByteBuffer src) throws IOException {
-        checkWritable();
-        long length = src.remaining();
-        checkRange(offset, length);
-        enterAlways();
-        try {
-            driver.write(offset, src);
-        } finally {
-            bitmaps.markDirty(offset, length);
-            gate.leave();
-        }
-    }
-
-    /** A job's zero-write to its target (allocation kept: a backing file must not show through). */
-    public void jobWriteZeroes(long offset, long length) throws IOException {
-        checkWritable();
-        checkRange(offset, length);
-        if (length > 0) {
-            enterAlways();
-            try {
-                driver.writeZeroes(offset, length, false);
-            } finally {
-                bitmaps.markDirty(offset, length);
-                gate.leave();
-            }
-        }
-    }
-
-    /**
-     * A job's compressed write of one whole cluster, when the driver can compress; returns false
-     * (and writes nothing) when it cannot.
-     */
-    public boolean jobWriteCompressed(long offset, ByteBuffer src) throws IOException {
-        checkWritable();
-        if (!(driver instanceof CompressedWriter cw)) {
-            return false;
-        }
-        long length = src.remaining();
-        checkRange(offset, length);
-        enterAlways();
-        try {
-            cw.writeCompressed(offset, src);
-        } finally {
-            bitmaps.markDirty(offset, length);
-            gate.leave();
-        }
-        return true;
-    }
-
-    /** Whether compressed writes are possible on this node. */
-    public boolean canCompress() {
-        return driver instanceof CompressedWriter;
-    }
-
-    /** Block status for a job: as {@link #blockStatus}, admitted through drains. */
-    public List<Extent> jobBlockStatus(long offset, long length) throws IOException {
-        checkRange(offset, length);
-        enterAlways();
-        try {
-            return blockStatusInGate(offset, length);
-        } finally {
-            gate.leave();
-        }
+    IoGate gate() {
+        return gate;
     }
 
     public void read(long offset, ByteBuffer dst) throws IOException {
@@ -414,7 +345,7 @@ public final class BlockNode implements AutoCloseable {
         }
     }
 
-    private List<Extent> blockStatusInGate(long offset, long length) throws IOException {
+    List<Extent> blockStatusInGate(long offset, long length) throws IOException {
         List<Extent> out = new ArrayList<>();
         long pos = offset;
         long end = offset + length;
@@ -475,7 +406,7 @@ public final class BlockNode implements AutoCloseable {
         out.add(e);
     }
 
-    private void checkRange(long offset, long length) throws IOException {
+    void checkRange(long offset, long length) throws IOException {
         ensureOpen();
         if (offset < 0 || length < 0 || offset > Long.MAX_VALUE - length) {
             throw new BlockException(
@@ -493,7 +424,7 @@ public final class BlockNode implements AutoCloseable {
         }
     }
 
-    private void checkWritable() throws IOException {
+    void checkWritable() throws IOException {
         ensureOpen();
         if (driver.readOnly()) {
             throw new BlockException("Node '" + nodeName + "' is read only", BlockException.EPERM);
@@ -515,7 +446,7 @@ public final class BlockNode implements AutoCloseable {
         }
     }
 
-    private void enterAlways() throws BlockException {
+    void enterAlways() throws BlockException {
         gate.enterAlways();
         if (closed) {
             gate.leave();

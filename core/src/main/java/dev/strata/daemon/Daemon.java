@@ -378,6 +378,9 @@ public final class Daemon implements AutoCloseable {
             return;
         }
         try {
+            // running jobs are cancelled while clients still listen, so they see how each ended
+            // (BLOCK_JOB_CANCELLED), as QEMU's clients do when it quits
+            cancelJobs();
             qmp.close();
             // clients go before the nodes they write to close
             nbd.close();
@@ -402,11 +405,20 @@ public final class Daemon implements AutoCloseable {
         }
     }
 
-    private void closeNodes() {
-        // jobs first: each gives its nodes back (drive-backup closes its target) before nodes close
+    private void cancelJobs() {
         for (Job j : jobs.jobs()) {
-            jobs.cancelSync(j);
+            try {
+                jobs.cancelSync(j);
+            } catch (RuntimeException e) {
+                LOG.warn("cancelling job '{}' failed: {}", j.id(), e.toString());
+            }
         }
+    }
+
+    private void closeNodes() {
+        // jobs first (one a last command may have started): each gives its nodes back
+        // (drive-backup closes its target) before the nodes close
+        cancelJobs();
         for (BlockNode n : graph.nodes()) {
             if (!n.readOnly() && !n.isClosed()) {
                 try {

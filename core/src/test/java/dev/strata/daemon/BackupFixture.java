@@ -47,7 +47,7 @@ final class BackupFixture implements AutoCloseable {
     }
 
     /** A drive file: random data in most 1 MiB pieces, some left as holes (zeros). */
-    private static void fill(Path p, long seed) throws IOException {
+    static void fill(Path p, long seed) throws IOException {
         SplittableRandom r = new SplittableRandom(seed);
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.setLength(SIZE);

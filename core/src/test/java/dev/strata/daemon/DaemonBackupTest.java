@@ -258,7 +258,10 @@ class DaemonBackupTest {
         qmp.ok(
                 "drive-backup",
                 args("device", "drive0", "target", t.toString(), "sync", "full", "format", "qcow2", "speed", 1));
-        f.daemon.shutdown();
+        assertThat(qmp.ok("quit", null)).isEqualTo(Map.of());
+        // the client hears how the job ended before the daemon goes
+        assertThat(f.awaitEvent("BLOCK_JOB_CANCELLED", "drive0")).containsEntry("speed", 1L);
+        f.daemon.awaitShutdown();
         assertThat(Interop.qemuImg("check", t.toString()).exitCode()).isZero();
     }
 
