@@ -109,56 +109,45 @@ public final class NbdCommands {
 
     /** nbd-server-start's arguments: {@code addr} is the legacy union {type, data}. */
     static StructType serverStartArguments() {
-        StructType base = new StructType(
-                "SocketAddressLegacyBase",
-                List.of(new Member(
-                        "type",
-                        new EnumType("SocketAddressType", List.of("inet", "unix", "vsock", "fd"), null),
-                        false,
-                        null)),
-                null);
-        QType addr = new QType.UnionType(
+        return serverStruct(
+                "q_obj_nbd-server-start-arg",
                 "SocketAddressLegacy",
-                base,
-                "type",
+                "SocketAddressLegacyBase",
                 Map.of(
                         "inet", Schema.struct(InetSocketAddressWrapper.class),
                         "unix", Schema.struct(UnixSocketAddressWrapper.class),
                         "vsock", Schema.struct(VsockSocketAddressWrapper.class),
                         "fd", Schema.struct(StringWrapper.class)));
-        QType str = new QType.Builtin(QType.Scalar.STR);
-        return new StructType(
-                "q_obj_nbd-server-start-arg",
-                List.of(
-                        new Member("addr", addr, false, null),
-                        new Member("tls-creds", str, true, null),
-                        new Member("tls-authz", str, true, null),
-                        new Member("max-connections", new QType.IntType(Qapi.IntKind.UINT32), true, null)),
-                null);
     }
 
     /** qemu-storage-daemon's NbdServerOptions ({@code --nbd-server}): addr is the flat SocketAddress. */
     public static StructType serverOptions() {
-        StructType base = new StructType(
+        return serverStruct(
+                "NbdServerOptions",
+                "SocketAddress",
                 "SocketAddressBase",
+                Map.of(
+                        "inet", Schema.struct(InetSocketAddress.class),
+                        "unix", Schema.struct(UnixSocketAddress.class),
+                        "vsock", Schema.struct(VsockSocketAddress.class),
+                        "fd", Schema.struct(StringValue.class)));
+    }
+
+    /** The NBD server's options around an {@code addr} union of the given shape. */
+    private static StructType serverStruct(
+            String name, String unionName, String baseName, Map<String, StructType> addressVariants) {
+        StructType base = new StructType(
+                baseName,
                 List.of(new Member(
                         "type",
                         new EnumType("SocketAddressType", List.of("inet", "unix", "vsock", "fd"), null),
                         false,
                         null)),
                 null);
-        QType addr = new QType.UnionType(
-                "SocketAddress",
-                base,
-                "type",
-                Map.of(
-                        "inet", Schema.struct(InetSocketAddress.class),
-                        "unix", Schema.struct(UnixSocketAddress.class),
-                        "vsock", Schema.struct(VsockSocketAddress.class),
-                        "fd", Schema.struct(StringValue.class)));
+        QType addr = new QType.UnionType(unionName, base, "type", addressVariants);
         QType str = new QType.Builtin(QType.Scalar.STR);
         return new StructType(
-                "NbdServerOptions",
+                name,
                 List.of(
                         new Member("addr", addr, false, null),
                         new Member("tls-creds", str, true, null),
