@@ -27,26 +27,13 @@ final class CopyFailure extends Exception {
         return errno;
     }
 
+    /** The errno the block layer gave the failure (host errors get theirs in the file driver). */
     static int errno(IOException e) {
-        if (e instanceof BlockException b) {
-            return b.errno();
-        }
-        String m = String.valueOf(e.getMessage());
-        if (m.contains("No space left on device")) {
-            return BlockException.ENOSPC;
-        }
-        return BlockException.EIO;
+        return e instanceof BlockException b ? b.errno() : BlockException.EIO;
     }
 
     /** strerror of the errno for errors the block layer numbered, the message for others. */
     static String text(IOException e) {
-        String m = String.valueOf(e.getMessage());
-        if (m.contains("No space left on device")) {
-            return "No space left on device";
-        }
-        if (e instanceof BlockException b) {
-            return BlockException.strerror(b.errno());
-        }
-        return m;
+        return e instanceof BlockException b ? BlockException.strerror(b.errno()) : String.valueOf(e.getMessage());
     }
 }

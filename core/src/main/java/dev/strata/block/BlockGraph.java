@@ -241,6 +241,10 @@ public final class BlockGraph implements AutoCloseable {
             if (node == null) {
                 throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
             }
+            // a job's copy-before-write is a parent outside the graph, as QEMU's filter node is
+            if (node.hasJobParents()) {
+                throw new BlockException("Block device " + nodeName + " is in use");
+            }
             if (node.hasUsers()) {
                 throw new BlockException("Node " + nodeName + " is in use");
             }

@@ -70,6 +70,23 @@ final class BackupFixture implements AutoCloseable {
         return m;
     }
 
+    /** The seed's first transaction: bitmap0 on drive0 and a full backup into {@code target}, plus extra backup arguments. */
+    static Map<String, Object> bitmapAndFullBackup(Path target, Object... extra) {
+        Map<String, Object> backup =
+                args("device", "drive0", "target", target.toString(), "sync", "full", "format", "qcow2");
+        backup.putAll(args(extra));
+        return args(
+                "actions",
+                List.of(
+                        args("type", "block-dirty-bitmap-add", "data", args("node", "drive0", "name", "bitmap0")),
+                        args("type", "drive-backup", "data", backup)));
+    }
+
+    /** Starts the NBD server on a UNIX socket (QMP's legacy address form). */
+    void startNbd(Path socket) throws IOException {
+        qmp.ok("nbd-server-start", args("addr", args("type", "unix", "data", args("path", socket.toString()))));
+    }
+
     /** A guest write through qemu-io; fails the test if qemu-io reports a problem. */
     void write(String drive, String qemuIoCommand) throws IOException {
         Object r = qmp.ok(

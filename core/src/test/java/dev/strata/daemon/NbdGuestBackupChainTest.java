@@ -67,7 +67,7 @@ class NbdGuestBackupChainTest {
         Interop.require("qemu-img");
         try (BackupFixture f = new BackupFixture(dir)) {
             Path nbd = dir.resolve("nbd.sock");
-            f.qmp.ok("nbd-server-start", args("addr", args("type", "unix", "data", args("path", nbd.toString()))));
+            f.startNbd(nbd);
             f.qmp.ok(
                     "block-export-add",
                     args("type", "nbd", "id", "exp0", "node-name", "drive0", "name", "drive0", "writable", true));
@@ -76,33 +76,7 @@ class NbdGuestBackupChainTest {
 
             Path full = dir.resolve("full_backup.img");
             backupWhileGuestsWrite(
-                    f,
-                    "transaction",
-                    args(
-                            "actions",
-                            List.of(
-                                    args(
-                                            "type",
-                                            "block-dirty-bitmap-add",
-                                            "data",
-                                            args("node", "drive0", "name", "bitmap0")),
-                                    args(
-                                            "type",
-                                            "drive-backup",
-                                            "data",
-                                            args(
-                                                    "device",
-                                                    "drive0",
-                                                    "target",
-                                                    full.toString(),
-                                                    "sync",
-                                                    "full",
-                                                    "format",
-                                                    "qcow2",
-                                                    "speed",
-                                                    32L << 20)))),
-                    full,
-                    2);
+                    f, "transaction", BackupFixture.bitmapAndFullBackup(full, "speed", 32L << 20), full, 2);
             String previous = "full_backup.img";
             for (int i = 0; i < 2; i++) {
                 String name = "incremental." + i + ".img";

@@ -47,29 +47,7 @@ class PullModeBackupTest {
         Interop.require("nbdinfo");
         try (BackupFixture f = new BackupFixture(dir)) {
             // t0: the full backup and the bitmap that starts with it
-            f.qmp.ok(
-                    "transaction",
-                    args(
-                            "actions",
-                            List.of(
-                                    args(
-                                            "type",
-                                            "block-dirty-bitmap-add",
-                                            "data",
-                                            args("node", "drive0", "name", "bitmap0")),
-                                    args(
-                                            "type",
-                                            "drive-backup",
-                                            "data",
-                                            args(
-                                                    "device",
-                                                    "drive0",
-                                                    "target",
-                                                    dir.resolve("full.qcow2").toString(),
-                                                    "sync",
-                                                    "full",
-                                                    "format",
-                                                    "qcow2")))));
+            f.qmp.ok("transaction", BackupFixture.bitmapAndFullBackup(dir.resolve("full.qcow2")));
             f.awaitEvent("BLOCK_JOB_COMPLETED", "drive0");
             f.randomWrites("drive0", 7, 24);
 
@@ -117,7 +95,7 @@ class PullModeBackupTest {
             long dirty = bitmapCount(f);
             assertThat(dirty).isPositive();
             Path nbd = dir.resolve("nbd.sock");
-            f.qmp.ok("nbd-server-start", args("addr", args("type", "unix", "data", args("path", nbd.toString()))));
+            f.startNbd(nbd);
             f.qmp.ok(
                     "block-export-add",
                     args(

@@ -238,7 +238,12 @@ public final class FileDriver implements BlockDriver, FileBacked {
     public void read(long offset, ByteBuffer dst) throws IOException {
         long pos = offset;
         while (dst.hasRemaining()) {
-            int n = channel.read(dst, pos);
+            int n;
+            try {
+                n = channel.read(dst, pos);
+            } catch (IOException e) {
+                throw hostError(e);
+            }
             if (n < 0) {
                 // past the end of the file: zeros, as file-posix returns for short reads
                 while (dst.hasRemaining()) {
@@ -254,9 +259,31 @@ public final class FileDriver implements BlockDriver, FileBacked {
     @Override
     public void write(long offset, ByteBuffer src) throws IOException {
         long pos = offset;
-        while (src.hasRemaining()) {
-            pos += channel.write(src, pos);
+        try {
+            while (src.hasRemaining()) {
+                pos += channel.write(src, pos);
+            }
+        } catch (IOException e) {
+            throw hostError(e);
         }
+    }
+
+    /**
+     * A host I/O error as the block layer reports it: with its errno, so that jobs and NBD replies
+     * say "No space left on device" and act on ENOSPC as QEMU does. The JDK gives only strerror's
+     * text, which is matched back to the errno here, the one place host errors enter.
+     */
+    static BlockException hostError(IOException e) {
+        if (e instanceof BlockException b) {
+            return b;
+        }
+        String m = String.valueOf(e.getMessage());
+        for (int errno : new int[] {BlockException.ENOSPC, 122, 30, BlockException.EFBIG, BlockException.EIO}) {
+            if (m.contains(BlockException.strerror(errno))) {
+                return new BlockException(BlockException.strerror(errno), errno);
+            }
+        }
+        return new BlockException(m, BlockException.EIO);
     }
 
     /**
@@ -352,7 +379,11 @@ public final class FileDriver implements BlockDriver, FileBacked {
     @Override
     public void flush() throws IOException {
         if (!readOnly) {
-            channel.force(true);
+            try {
+                channel.force(true);
+            } catch (IOException e) {
+                throw hostError(e);
+            }
         }
     }
 

@@ -79,9 +79,6 @@ public final class BlockCommands {
             throw new QmpException(
                     "Node '" + name + "' is busy: " + node.blocker().get());
         }
-        if (node.hasJobParents()) {
-            throw new QmpException("Block device " + name + " is in use");
-        }
         try {
             if (!node.readOnly() && !node.isClosed()) {
                 node.flush();
