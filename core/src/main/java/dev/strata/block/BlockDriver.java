@@ -65,6 +65,14 @@ public interface BlockDriver extends AutoCloseable {
         throw new BlockException("Driver '" + format() + "' does not support resizing", BlockException.ENOTSUP);
     }
 
+    /**
+     * Whether the node only passes requests to its "file" child (QEMU's is_filter): a backup's
+     * copy-before-write. Such a node is never drained itself, and backups skip it for its child.
+     */
+    default boolean isFilter() {
+        return false;
+    }
+
     /** Whether this driver refuses writes. */
     boolean readOnly();
 

@@ -37,6 +37,8 @@ public final class BlockGraph implements AutoCloseable {
     private final Map<String, Driver> drivers = new LinkedHashMap<>();
     // guarded by this
     private final Map<String, BlockNode> nodes = new LinkedHashMap<>();
+    // guarded by this
+    private final Map<String, Drive> drives = new LinkedHashMap<>();
 
     public BlockGraph register(String name, DriverFactory factory) {
         return register(name, factory, null);
@@ -191,9 +193,11 @@ public final class BlockGraph implements AutoCloseable {
         BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()), unmap, flags.noFlush());
         if (!auto || root) {
             synchronized (this) {
-                if (nodes.containsKey(name)) {
+                try {
+                    checkFree(name);
+                } catch (BlockException e) {
                     closeQuietly(d, ctx);
-                    throw new BlockException("Duplicate nodes with node-name='" + name + "'", BlockException.EINVAL);
+                    throw e;
                 }
                 nodes.put(name, node);
             }
@@ -220,6 +224,133 @@ public final class BlockGraph implements AutoCloseable {
         if (!ok) {
             throw new BlockException("Invalid node-name: '" + name + "'", BlockException.EINVAL);
         }
+    }
+
+    /** Checks that a node could be added under {@code name}: well formed, and not taken. */
+    public synchronized void checkNewNodeName(String name) throws BlockException {
+        checkNodeName(name);
+        checkFree(name);
+    }
+
+    /** QEMU's two uniqueness rules: node-names are unique, and no node-name equals a drive id. */
+    private void checkFree(String name) throws BlockException {
+        if (nodes.containsKey(name)) {
+            throw new BlockException("Duplicate nodes with node-name='" + name + "'", BlockException.EINVAL);
+        }
+        if (drives.containsKey(name)) {
+            throw new BlockException("node-name=" + name + " is conflicting with a device id", BlockException.EINVAL);
+        }
+    }
+
+    /**
+     * Opens a drive ({@code --drive}, HMP {@code drive_add}): its root node joins the graph under
+     * its node-name (or an automatic one) and is in use by the drive until {@link #removeDrive}.
+     */
+    public Drive addDrive(DriveOptions.Parsed parsed) throws IOException {
+        String id = parsed.id();
+        synchronized (this) {
+            if (drives.containsKey(id)) {
+                throw new BlockException("Duplicate ID '" + id + "' for drive", BlockException.EINVAL);
+            }
+            if (nodes.containsKey(id)) {
+                throw new BlockException(
+                        "Device name '" + id + "' conflicts with an existing node name", BlockException.EINVAL);
+            }
+        }
+        BlockNode root = add(parsed.root());
+        Drive drive = new Drive(id, root);
+        synchronized (this) {
+            drives.put(id, drive);
+        }
+        root.attachUser();
+        return drive;
+    }
+
+    /**
+     * Closes a drive and its root node (HMP {@code drive_del}). Refused while a job uses the root,
+     * with QEMU's words, and while anything else still uses it (an export, a parent node).
+     */
+    public void removeDrive(String id) throws IOException {
+        Drive drive;
+        synchronized (this) {
+            drive = drives.get(id);
+            if (drive == null) {
+                throw new BlockException("Device '" + id + "' not found");
+            }
+            BlockNode root = drive.root();
+            if (root.hasJobParents()) {
+                throw new BlockException("Node '" + id + "' is busy: block device is in use by block job: backup");
+            }
+            if (root.blocker().isPresent()) {
+                throw new BlockException(
+                        "Node '" + id + "' is busy: " + root.blocker().get());
+            }
+            for (BlockNode other : nodes.values()) {
+                if (other != root && uses(other, root)) {
+                    throw new BlockException(
+                            "Node '" + root.nodeName() + "' is in use by node '" + other.nodeName() + "'");
+                }
+            }
+            drives.remove(id);
+        }
+        drive.root().detachUser();
+        try {
+            remove(drive.root().nodeName());
+        } catch (BlockException e) {
+            // an export still holds the root: the drive stays as it was
+            synchronized (this) {
+                drives.put(id, drive);
+            }
+            drive.root().attachUser();
+            throw e;
+        }
+    }
+
+    public synchronized Optional<Drive> drive(String id) {
+        return Optional.ofNullable(drives.get(id));
+    }
+
+    /** Drives in the order they were added. */
+    public synchronized List<Drive> drives() {
+        return List.copyOf(drives.values());
+    }
+
+    /** The drive whose root is {@code node}, if any. */
+    public synchronized Optional<Drive> driveOf(BlockNode node) {
+        for (Drive d : drives.values()) {
+            if (d.root() == node) {
+                return Optional.of(d);
+            }
+        }
+        return Optional.empty();
+    }
+
+    /**
+     * Adds a filter node that a job owns (a backup's copy-before-write) under {@code name}, or an
+     * automatic name when null. The node is in use by its job until {@link #removeFilter}.
+     */
+    public BlockNode addFilter(String name, BlockDriver driver) throws BlockException {
+        boolean auto = name == null;
+        String n = auto ? "#block" + AUTO_NAMES.incrementAndGet() : name;
+        if (!auto) {
+            checkNodeName(n);
+        }
+        BlockNode node = new BlockNode(n, auto, driver, List.of(), true, false);
+        synchronized (this) {
+            checkFree(n);
+            nodes.put(n, node);
+        }
+        node.attachUser();
+        return node;
+    }
+
+    /** Drops a job's filter node from the graph and closes it (its children stay open). */
+    public void removeFilter(BlockNode filter) throws IOException {
+        synchronized (this) {
+            nodes.remove(filter.nodeName(), filter);
+        }
+        filter.detachUser();
+        filter.close();
     }
 
     public synchronized Optional<BlockNode> find(String nodeName) {
@@ -275,6 +406,7 @@ public final class BlockGraph implements AutoCloseable {
         synchronized (this) {
             all = new ArrayList<>(nodes.values());
             nodes.clear();
+            drives.clear();
         }
         IOException failure = null;
         for (BlockNode n : all.reversed()) {

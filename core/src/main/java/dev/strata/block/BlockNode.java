@@ -119,6 +119,11 @@ public final class BlockNode implements AutoCloseable {
         return driver.readOnly();
     }
 
+    /** Whether flush does nothing on this node (QEMU's cache.no-flush, cache=unsafe). */
+    public boolean noFlush() {
+        return noFlush;
+    }
+
     public long length() throws IOException {
         return driver.length();
     }

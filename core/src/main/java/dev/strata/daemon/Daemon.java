@@ -3,6 +3,7 @@ package dev.strata.daemon;
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
+import dev.strata.block.DriveOptions;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.job.Job;
 import dev.strata.job.JobRegistry;
@@ -56,6 +57,9 @@ public final class Daemon implements AutoCloseable {
 
     /** {@code --blockdev}: a node in the key=value or the JSON form. */
     public record Blockdev(String text) implements StartupOption {}
+
+    /** {@code --drive}: QEMU's -drive, a named drive over a root node. */
+    public record DriveOption(String text) implements StartupOption {}
 
     /** {@code --chardev socket,id=ID,path=PATH,server=on[,wait=on|off]}. */
     public record Chardev(String text) implements StartupOption {}
@@ -173,6 +177,7 @@ public final class Daemon implements AutoCloseable {
         for (StartupOption o : options) {
             switch (o) {
                 case Blockdev(String text) -> addBlockdev(text);
+                case DriveOption(String text) -> addDrive(text);
                 case Chardev(String text) -> {
                     var parsed = chardev(text);
                     if (chardevs.putIfAbsent(parsed.getKey(), parsed.getValue()) != null) {
@@ -320,6 +325,14 @@ public final class Daemon implements AutoCloseable {
             throw new StartupException("--blockdev " + text + ": " + e.getMessage());
         } catch (QmpException e) {
             throw new StartupException("--blockdev " + text + ": " + e.desc());
+        }
+    }
+
+    private void addDrive(String text) throws StartupException {
+        try {
+            graph.addDrive(DriveOptions.parse(text, graph));
+        } catch (IOException e) {
+            throw new StartupException("--drive " + text + ": " + e.getMessage());
         }
     }
 

@@ -58,6 +58,7 @@ public final class DaemonCommand implements Callable<Integer> {
             self.options.add(
                     switch (name) {
                         case "--blockdev" -> new Daemon.Blockdev(value);
+                        case "--drive" -> new Daemon.DriveOption(value);
                         case "--chardev" -> new Daemon.Chardev(value);
                         case "--monitor" -> new Daemon.Monitor(value);
                         case "--qmp" -> new Daemon.QmpSocket(value);
@@ -78,6 +79,16 @@ public final class DaemonCommand implements Callable<Integer> {
                     + "[,detect-zeroes=on|off|unmap][,driver specific parameters...], or the same as a JSON"
                     + " object: configure a block node")
     List<String> blockdev;
+
+    @Option(
+            names = "--drive",
+            parameterConsumer = InOrder.class,
+            paramLabel = "OPTIONS",
+            description = "[id=<id>,]file=<path>[,format=qcow2|raw][,node-name=<N>][,cache=writeback|none|"
+                    + "writethrough|directsync|unsafe][,aio=threads|native|io_uring][,discard=ignore|unmap]"
+                    + "[,readonly=on|off][,if=none|...]: a drive, as QEMU's -drive (device-model keys such as"
+                    + " if, bus and unit are accepted and ignored); its id works wherever a device is named")
+    List<String> drive;
 
     @Option(
             names = "--chardev",

@@ -232,7 +232,7 @@ public final class Qmp implements AutoCloseable {
         }
         listeners.clear();
         for (QmpSession s : sessions) {
-            s.close();
+            s.closeAfterPending(2_000);
         }
     }
 }

@@ -72,10 +72,14 @@ public final class QmpSession {
         this.negotiated = true;
     }
 
+    /** The thread writing the outbox, once {@link #run} has started it. */
+    private volatile Thread writer;
+
     /** Serves the connection until the client goes away; runs on the session's own thread. */
     void run() {
         qmp.register(this);
         Thread writer = Thread.ofVirtual().name("qmp-writer").start(this::drainOutbox);
+        this.writer = writer;
         try {
             send(qmp.greeting());
             JsonStreamer streamer = new JsonStreamer(new JsonStreamer.Sink() {
@@ -171,6 +175,23 @@ public final class QmpSession {
         while (b.hasRemaining()) {
             channel.write(b);
         }
+    }
+
+    /**
+     * Closes the connection once what is queued has been written (the events of a shutdown: how
+     * each job ended), waiting at most {@code millis} for a client that does not read.
+     */
+    public void closeAfterPending(long millis) {
+        Thread w = writer;
+        if (w != null && !closed.get()) {
+            enqueue(new Stop(), 0);
+            try {
+                w.join(millis);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        close();
     }
 
     /** Closes the connection; a blocked reader wakes with end of input. */

@@ -31,18 +31,30 @@ final class BackupFixture implements AutoCloseable {
     final List<Map<String, Object>> events = new ArrayList<>();
 
     BackupFixture(Path dir) throws Exception {
+        this(dir, false);
+    }
+
+    /**
+     * With {@code drives}, drive0 and drive1 are drives ({@code --drive id=drive0,...,node-name=node0})
+     * instead of nodes named drive0 and drive1, as in a QEMU VM.
+     */
+    BackupFixture(Path dir, boolean drives) throws Exception {
         this.dir = dir;
         fill(dir.resolve("d0.raw"), 1);
         fill(dir.resolve("d1.raw"), 2);
         Path socket = dir.resolve("qmp.sock");
-        daemon = Daemon.start(
-                List.of(
-                        new Daemon.Blockdev(
-                                "driver=raw,node-name=drive0,file.driver=file,file.filename=" + dir.resolve("d0.raw")),
-                        new Daemon.Blockdev(
-                                "driver=raw,node-name=drive1,file.driver=file,file.filename=" + dir.resolve("d1.raw")),
-                        new Daemon.QmpSocket("unix:" + socket + ",server=on,wait=off")),
-                "test");
+        List<Daemon.StartupOption> disks = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            Path file = dir.resolve("d" + i + ".raw");
+            disks.add(
+                    drives
+                            ? new Daemon.DriveOption(
+                                    "id=drive" + i + ",file=" + file + ",format=raw,node-name=node" + i + ",if=none")
+                            : new Daemon.Blockdev(
+                                    "driver=raw,node-name=drive" + i + ",file.driver=file,file.filename=" + file));
+        }
+        disks.add(new Daemon.QmpSocket("unix:" + socket + ",server=on,wait=off"));
+        daemon = Daemon.start(disks, "test");
         qmp = QmpClient.connect(socket).negotiate();
     }
 

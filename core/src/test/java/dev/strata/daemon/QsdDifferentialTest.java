@@ -124,6 +124,16 @@ class QsdDifferentialTest {
         void guestWrite(QmpClient c, String node, String command) throws Exception;
     }
 
+    /**
+     * The drives of {@code drives.qmp}, given to qemu-system-x86_64 as {@code -drive} and to
+     * Strata as {@code --drive}: a qcow2 drive with a node-name, a raw one without.
+     */
+    private static List<String> drives(Path dir) {
+        return List.of(
+                "id=drive0,file=" + dir.resolve("q.qcow2") + ",format=qcow2,node-name=node0,if=none",
+                "id=drive1,file=" + dir.resolve("b.raw") + ",format=raw,if=none,cache=unsafe,discard=unmap");
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp"})
     void qemuAndStrataAnswerTheScriptAlike(String scriptName) throws Exception {
@@ -146,17 +156,7 @@ class QsdDifferentialTest {
         }
         cmd.addAll(List.of(
                 "--chardev", "socket,id=c0,path=" + qsdSocket + ",server=on,wait=off", "--monitor", "chardev=c0"));
-        qsd = new ProcessBuilder(cmd)
-                .redirectErrorStream(true)
-                .redirectOutput(qemuDir.resolve("qsd.log").toFile())
-                .start();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!Files.exists(qsdSocket) && System.nanoTime() < deadline && qsd.isAlive()) {
-            Thread.sleep(10);
-        }
-        assertThat(Files.exists(qsdSocket))
-                .as("qemu-storage-daemon started: %s", log())
-                .isTrue();
+        startQemu(cmd, qsdSocket);
 
         Path strataSocket = strataDir.resolve("qmp.sock");
         List<Daemon.StartupOption> opts = new ArrayList<>();
@@ -180,10 +180,72 @@ class QsdDifferentialTest {
                 assertThat(r.stdout()).as(command).doesNotContain("failed");
             }
         };
-        Side mine = new Side() {
+        Side mine = hmpSide(strataDir);
+
+        runScript(steps, qsdSocket, qemu, strataSocket, mine);
+        assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(qsd.exitValue()).isZero();
+    }
+
+    /**
+     * The drives script against qemu-system-x86_64 (the system emulator has drives; no guest is
+     * booted) and Strata started with the same {@code --drive} options. Guest writes go through
+     * human-monitor-command qemu-io on both sides.
+     */
+    @org.junit.jupiter.api.Test
+    void qemuSystemAndStrataAnswerTheDrivesScriptAlike() throws Exception {
+        Interop.require("qemu-system-x86_64");
+        images(qemuDir);
+        images(strataDir);
+        List<Step> steps = script("drives.qmp");
+
+        Path qemuSocket = qemuDir.resolve("qmp.sock");
+        List<String> cmd = new ArrayList<>(List.of(
+                "qemu-system-x86_64",
+                "-machine",
+                "none",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-qmp",
+                "unix:" + qemuSocket + ",server=on,wait=off"));
+        for (String d : drives(qemuDir)) {
+            cmd.addAll(List.of("-drive", d));
+        }
+        startQemu(cmd, qemuSocket);
+
+        Path strataSocket = strataDir.resolve("qmp.sock");
+        List<Daemon.StartupOption> opts = new ArrayList<>();
+        for (String d : drives(strataDir)) {
+            opts.add(new Daemon.DriveOption(d));
+        }
+        opts.add(new Daemon.QmpSocket("unix:" + strataSocket + ",server=on,wait=off"));
+        strata = Daemon.start(opts, "differential");
+        runScript(steps, qemuSocket, hmpSide(qemuDir), strataSocket, hmpSide(strataDir));
+        assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
+    }
+
+    /** Starts the QEMU side (its output in the sandbox's qsd.log) and waits for its QMP socket. */
+    private void startQemu(List<String> cmd, Path socket) throws Exception {
+        qsd = new ProcessBuilder(cmd)
+                .redirectErrorStream(true)
+                .redirectOutput(qemuDir.resolve("qsd.log").toFile())
+                .start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!Files.exists(socket) && System.nanoTime() < deadline && qsd.isAlive()) {
+            Thread.sleep(10);
+        }
+        assertThat(Files.exists(socket))
+                .as("%s started: %s", cmd.getFirst(), log())
+                .isTrue();
+    }
+
+    /** A side whose guest writes go through human-monitor-command qemu-io. */
+    private static Side hmpSide(Path dir) {
+        return new Side() {
             @Override
             public Path dir() {
-                return strataDir;
+                return dir;
             }
 
             @Override
@@ -193,10 +255,14 @@ class QsdDifferentialTest {
                 assertThat(r).as(command).isEqualTo("");
             }
         };
+    }
 
+    /** Runs the script on both sides, comparing every response not marked as a known difference. */
+    private void runScript(List<Step> steps, Path qemuSocket, Side qemu, Path strataSocket, Side mine)
+            throws Exception {
         List<String> mismatches = new ArrayList<>();
         StringBuilder known = new StringBuilder();
-        try (QmpClient q = QmpClient.connect(qsdSocket);
+        try (QmpClient q = QmpClient.connect(qemuSocket);
                 QmpClient s = QmpClient.connect(strataSocket)) {
             compare(0, "greeting", List.<Object>of(q.greeting()), List.<Object>of(s.greeting()), mismatches);
             int sync = 0;
@@ -241,8 +307,6 @@ class QsdDifferentialTest {
         assertThat(mismatches)
                 .as("responses that differ (qemu-storage-daemon log: %s)", log())
                 .isEmpty();
-        assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
-        assertThat(qsd.exitValue()).isZero();
     }
 
     private String log() throws IOException {

@@ -14,9 +14,10 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The seed document's backup story, with its own JSON: the examples are cut out of the seed's
@@ -30,12 +31,6 @@ class SeedBackupReplayTest {
     Path dir;
 
     BackupFixture f;
-
-    @BeforeEach
-    void start() throws Exception {
-        Interop.require("qemu-img");
-        f = new BackupFixture(dir);
-    }
 
     @AfterEach
     void stop() throws IOException {
@@ -106,6 +101,18 @@ class SeedBackupReplayTest {
         }
     }
 
+    /**
+     * The story on nodes named drive0 and drive1 (qemu-storage-daemon's way), and on drives with
+     * those ids over nodes named node0 and node1 (a QEMU VM's way, {@code --drive}).
+     */
+    @ParameterizedTest
+    @ValueSource(booleans = {false, true})
+    void theSeedsBackupStory(boolean drives) throws Exception {
+        Interop.require("qemu-img");
+        f = new BackupFixture(dir, drives);
+        seedStory();
+    }
+
     @Test
     void theSeedsExamplesAreThere() throws IOException {
         List<String> r = seedRequests();
@@ -114,8 +121,7 @@ class SeedBackupReplayTest {
                 .hasSize(8);
     }
 
-    @Test
-    void theSeedsBackupStory() throws Exception {
+    private void seedStory() throws Exception {
         List<String> r = seedRequests();
         String newChain = r.get(4);
         String anchor = r.get(5);

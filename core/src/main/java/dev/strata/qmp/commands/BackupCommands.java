@@ -5,8 +5,10 @@ import dev.strata.backup.BackupException;
 import dev.strata.backup.BackupJob;
 import dev.strata.backup.BackupRequest;
 import dev.strata.backup.BitmapMode;
+import dev.strata.backup.CopyBeforeWriteFilter;
 import dev.strata.backup.OnError;
 import dev.strata.backup.SyncMode;
+import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.qcow2.Qcow2Create;
@@ -29,8 +31,10 @@ import org.slf4j.LoggerFactory;
  * prepare looks the nodes up, makes and opens drive-backup's target, and creates the job with the
  * source drained; its commit starts the job; its abort cancels it (the bitmap is merged back).
  *
- * <p>Strata defaults {@code job-id} to the {@code device} argument, so the seed document's commands
- * run verbatim (qemu-storage-daemon 7.2 refuses them with "Invalid job ID ''").
+ * <p>Strata defaults {@code job-id} to the drive's id, as QEMU does, and to the {@code device}
+ * argument for a node without a drive, so the seed document's commands run verbatim
+ * (qemu-storage-daemon 7.2 refuses them with "Invalid job ID ''"). Every backup has a filter
+ * node in the graph while it runs, named by {@code filter-node-name} or automatically.
  */
 public final class BackupCommands {
     private static final Logger LOG = LoggerFactory.getLogger(BackupCommands.class);
@@ -72,6 +76,33 @@ public final class BackupCommands {
         ABSOLUTE_PATHS
     }
 
+    /** QAPI BackupCommon: the members drive-backup and blockdev-backup share. */
+    public interface BackupCommon {
+        String jobId();
+
+        String device();
+
+        MirrorSyncMode sync();
+
+        long speed();
+
+        String bitmap();
+
+        BitmapSyncMode bitmapMode();
+
+        boolean compress();
+
+        BlockdevOnError onSourceError();
+
+        BlockdevOnError onTargetError();
+
+        boolean autoFinalize();
+
+        boolean autoDismiss();
+
+        String filterNodeName();
+    }
+
     /** QAPI DriveBackup. */
     public record DriveBackup(
             @Qapi.Optional String jobId,
@@ -89,7 +120,8 @@ public final class BackupCommands {
             @Qapi.Optional @Qapi.Any Object xPerf,
             String target,
             @Qapi.Optional String format,
-            @Qapi.Default("\"absolute-paths\"") NewImageMode mode) {}
+            @Qapi.Default("\"absolute-paths\"") NewImageMode mode)
+            implements BackupCommon {}
 
     /** QAPI BlockdevBackup. */
     public record BlockdevBackup(
@@ -106,7 +138,8 @@ public final class BackupCommands {
             @Qapi.Default("true") boolean autoDismiss,
             @Qapi.Optional String filterNodeName,
             @Qapi.Optional @Qapi.Any Object xPerf,
-            String target) {}
+            String target)
+            implements BackupCommon {}
 
     static void register(Commands commands, Nodes nodes, JobRegistry jobs, JobLauncher launcher) {
         commands.add("drive-backup", DriveBackup.class, "{}", (a, ctx) -> {
@@ -155,34 +188,25 @@ public final class BackupCommands {
 
     static Action blockdevBackup(Nodes nodes, JobRegistry jobs, JobTxn txn, BlockdevBackup a) {
         return backupAction(jobs, () -> {
-            BlockNode source = lookup(nodes, a.device());
+            BlockNode source = lookupSource(nodes, a.device());
             BlockNode target = lookup(nodes, a.target());
-            return create(
-                    jobs,
-                    txn,
-                    new BackupRequest(
-                            a.jobId() != null ? a.jobId() : a.device(),
-                            source,
-                            target,
-                            SyncMode.valueOf(a.sync().name()),
-                            a.bitmap(),
-                            a.bitmapMode() == null
-                                    ? null
-                                    : BitmapMode.valueOf(a.bitmapMode().name()),
-                            a.speed(),
-                            a.compress(),
-                            OnError.valueOf(a.onSourceError().name()),
-                            OnError.valueOf(a.onTargetError().name()),
-                            a.autoFinalize(),
-                            a.autoDismiss(),
-                            null));
+            checkFilterName(nodes, a.filterNodeName());
+            FilterSlot filter = new FilterSlot(nodes);
+            return withFilter(
+                    filter,
+                    source,
+                    target,
+                    a.filterNodeName(),
+                    create(jobs, txn, request(nodes, a, source, target, a.sync(), filter::remove)),
+                    jobs);
         });
     }
 
     static Action driveBackup(Nodes nodes, JobRegistry jobs, JobTxn txn, DriveBackup a) {
         return backupAction(jobs, () -> {
-            BlockNode source = lookup(nodes, a.device());
+            BlockNode source = lookupSource(nodes, a.device());
             blocked(source);
+            checkFilterName(nodes, a.filterNodeName());
             MirrorSyncMode sync = a.sync();
             BlockNode backing = null;
             if (sync == MirrorSyncMode.TOP) {
@@ -204,27 +228,22 @@ public final class BackupCommands {
                 createImage(a.target(), format, size, base);
             }
             BlockNode target = openTarget(nodes, a.target(), format, sync == MirrorSyncMode.NONE ? source : null);
-            Runnable close = () -> closeTarget(nodes, target);
+            FilterSlot filter = new FilterSlot(nodes);
+            var closed = new java.util.concurrent.atomic.AtomicBoolean();
+            Runnable close = () -> {
+                filter.remove();
+                if (!closed.getAndSet(true)) {
+                    closeTarget(nodes, target);
+                }
+            };
             try {
-                return create(
-                        jobs,
-                        txn,
-                        new BackupRequest(
-                                a.jobId() != null ? a.jobId() : a.device(),
-                                source,
-                                target,
-                                SyncMode.valueOf(sync.name()),
-                                a.bitmap(),
-                                a.bitmapMode() == null
-                                        ? null
-                                        : BitmapMode.valueOf(a.bitmapMode().name()),
-                                a.speed(),
-                                a.compress(),
-                                OnError.valueOf(a.onSourceError().name()),
-                                OnError.valueOf(a.onTargetError().name()),
-                                a.autoFinalize(),
-                                a.autoDismiss(),
-                                close));
+                return withFilter(
+                        filter,
+                        source,
+                        target,
+                        a.filterNodeName(),
+                        create(jobs, txn, request(nodes, a, source, target, sync, close)),
+                        jobs);
             } catch (TransactionException | RuntimeException e) {
                 close.run();
                 throw e;
@@ -232,11 +251,101 @@ public final class BackupCommands {
         });
     }
 
+    private static BackupRequest request(
+            Nodes nodes, BackupCommon a, BlockNode source, BlockNode target, MirrorSyncMode sync, Runnable onClean) {
+        return new BackupRequest(
+                jobId(nodes, a.jobId(), a.device(), source),
+                source,
+                target,
+                SyncMode.valueOf(sync.name()),
+                a.bitmap(),
+                a.bitmapMode() == null
+                        ? null
+                        : BitmapMode.valueOf(a.bitmapMode().name()),
+                a.speed(),
+                a.compress(),
+                OnError.valueOf(a.onSourceError().name()),
+                OnError.valueOf(a.onTargetError().name()),
+                a.autoFinalize(),
+                a.autoDismiss(),
+                onClean);
+    }
+
     private static BackupJob create(JobRegistry jobs, JobTxn txn, BackupRequest r) throws TransactionException {
         try {
             return Backup.create(jobs, txn, r);
         } catch (BackupException e) {
             throw new TransactionException(e.getMessage());
+        }
+    }
+
+    /**
+     * The job id: the one given, else the drive's id when the source is a drive's root (QEMU's
+     * bdrv_get_device_name), else the device argument (qemu-storage-daemon refuses that one).
+     */
+    private static String jobId(Nodes nodes, String given, String device, BlockNode source) {
+        if (given != null) {
+            return given;
+        }
+        String drive = nodes.deviceName(source);
+        return drive != null ? drive : device;
+    }
+
+    /**
+     * The source: the node named, or below a filter node named (a running backup's filter): the
+     * copy-before-write of Strata's backups sits on the node that holds the data.
+     */
+    private static BlockNode lookupSource(Nodes nodes, String name) throws TransactionException {
+        BlockNode n = lookup(nodes, name);
+        while (n.driver().isFilter()) {
+            n = n.file().orElseThrow();
+        }
+        return n;
+    }
+
+    private static void checkFilterName(Nodes nodes, String name) throws TransactionException {
+        if (name == null) {
+            return;
+        }
+        try {
+            nodes.graph().checkNewNodeName(name);
+        } catch (BlockException e) {
+            throw new TransactionException("Could not create node: " + e.getMessage());
+        }
+    }
+
+    /** The filter node of one backup, added once its job exists and removed when it is cleaned. */
+    private static final class FilterSlot {
+        private final Nodes nodes;
+        private volatile BlockNode node;
+
+        FilterSlot(Nodes nodes) {
+            this.nodes = nodes;
+        }
+
+        void remove() {
+            BlockNode n = node;
+            node = null;
+            if (n != null) {
+                try {
+                    nodes.graph().removeFilter(n);
+                } catch (IOException e) {
+                    LOG.warn("closing filter node '{}' failed: {}", n.nodeName(), e.getMessage());
+                }
+            }
+        }
+    }
+
+    /** Puts the job's copy-before-write filter in the graph (named, or named automatically). */
+    private static BackupJob withFilter(
+            FilterSlot slot, BlockNode source, BlockNode target, String name, BackupJob job, JobRegistry jobs)
+            throws TransactionException {
+        try {
+            slot.node = slot.nodes.graph().addFilter(name, new CopyBeforeWriteFilter(source, target));
+            return job;
+        } catch (BlockException e) {
+            jobs.cancelSync(job);
+            throw new TransactionException("Could not create node: " + e.getMessage());
         }
     }
 

@@ -4,6 +4,7 @@ import dev.strata.block.BlockException;
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
+import dev.strata.block.Drive;
 import dev.strata.qmp.Commands;
 import dev.strata.qmp.QmpException;
 import dev.strata.qmp.schema.Qapi;
@@ -12,7 +13,10 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
-/** The node graph at run time: blockdev-add, blockdev-del, query-named-block-nodes, query-block. */
+/**
+ * The node graph at run time: blockdev-add, blockdev-del, query-named-block-nodes, query-block
+ * (drives first, then root nodes without a drive).
+ */
 public final class BlockCommands {
     private BlockCommands() {}
 
@@ -60,6 +64,7 @@ public final class BlockCommands {
                 // refused before anything is opened, so a second open cannot trip on the image lock
                 throw new QmpException("Duplicate nodes with node-name='" + name + "'");
             }
+            nodes.graph().checkNewNodeName(name);
             return nodes.graph().add(BlockOptions.fromMap(options));
         } catch (IOException e) {
             throw new QmpException(e.getMessage());
@@ -101,6 +106,9 @@ public final class BlockCommands {
 
     private static List<NodeInfo.BlockInfo> blockInfo(Nodes nodes) throws QmpException {
         List<NodeInfo.BlockInfo> out = new ArrayList<>();
+        for (Drive d : nodes.graph().drives()) {
+            out.add(new NodeInfo.BlockInfo(d.id(), "unknown", true, false, info(d.root(), false)));
+        }
         for (BlockNode n : nodes.roots()) {
             out.add(new NodeInfo.BlockInfo(n.nodeName(), "unknown", false, false, info(n, false)));
         }

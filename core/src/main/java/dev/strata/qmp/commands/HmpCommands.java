@@ -2,14 +2,16 @@ package dev.strata.qmp.commands;
 
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
+import dev.strata.block.DriveOptions;
 import dev.strata.qmp.Commands;
 import dev.strata.qmp.schema.Qapi;
+import java.io.IOException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * {@code human-monitor-command}, for the one HMP command scripts drive guest I/O with: {@code
- * qemu-io [-d] DEVICE "COMMAND"}.
+ * {@code human-monitor-command}, for the HMP commands scripts drive guest I/O and drives with:
+ * {@code qemu-io [-d] DEVICE "COMMAND"}, {@code drive_add SLOT OPTIONS}, {@code drive_del ID}.
  *
  * <p>The reply: QEMU returns {@code ""} for a qemu-io command and prints qemu-io's output on its
  * standard output, so a script cannot tell a failed or mismatching request from a good one. Strata
@@ -45,9 +47,47 @@ public final class HmpCommands {
         if (name.isEmpty()) {
             return "";
         }
-        if (!name.equals("qemu-io")) {
-            return "unknown command: '" + name + "'\n";
+        return switch (name) {
+            case "qemu-io" -> qemuIo(nodes, in);
+            case "drive_add" -> driveAdd(nodes, in);
+            case "drive_del" -> driveDel(nodes, in);
+            default -> "unknown command: '" + name + "'\n";
+        };
+    }
+
+    /**
+     * {@code drive_add SLOT OPTIONS}: opens a drive as {@code --drive} does. The slot (a guest's
+     * PCI address) is read and ignored: Strata has no guest devices, so every drive is if=none.
+     */
+    private static String driveAdd(Nodes nodes, HmpLine in) {
+        String slot = in.word();
+        String options = in.word();
+        if (slot.isEmpty() || options.isEmpty()) {
+            return "drive_add: string expected\nTry \"help drive_add\" for more information\n";
         }
+        try {
+            nodes.graph().addDrive(DriveOptions.parse(options, nodes.graph()));
+            return "OK\n";
+        } catch (IOException e) {
+            return e.getMessage() + "\n";
+        }
+    }
+
+    /** {@code drive_del ID}: closes a drive and its root node. */
+    private static String driveDel(Nodes nodes, HmpLine in) {
+        String id = in.word();
+        if (id.isEmpty()) {
+            return "drive_del: string expected\nTry \"help drive_del\" for more information\n";
+        }
+        try {
+            nodes.graph().removeDrive(id);
+            return "";
+        } catch (IOException e) {
+            return e.getMessage() + "\n";
+        }
+    }
+
+    private static String qemuIo(Nodes nodes, HmpLine in) {
         String device = in.word();
         if (device.equals("-d")) {
             // -d names a guest device (qdev); Strata has none, so no name can match
@@ -69,7 +109,7 @@ public final class HmpCommands {
         if (!in.atEnd()) {
             return "qemu-io: extraneous characters at the end of line\n";
         }
-        BlockNode node = nodes.find(device);
+        BlockNode node = nodes.resolve(device);
         if (node == null) {
             return "Error: Cannot find device='' nor node-name='" + device + "'\n";
         }

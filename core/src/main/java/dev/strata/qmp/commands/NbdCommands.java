@@ -183,7 +183,8 @@ public final class NbdCommands {
         commands.add(
                 "query-block-exports",
                 "[BlockExportInfo]",
-                () -> server.exports().stream()
+                // newest first, as QEMU lists them
+                () -> server.exports().reversed().stream()
                         .map(e -> new BlockExportInfo(
                                 BlockExportType.NBD, e.id(), e.node().nodeName(), e.shuttingDown()))
                         .toList());
@@ -204,7 +205,7 @@ public final class NbdCommands {
                             name,
                             null,
                             null,
-                            a.device(),
+                            node.nodeName(),
                             writable,
                             null,
                             name,

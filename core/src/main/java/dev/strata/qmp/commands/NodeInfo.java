@@ -68,7 +68,10 @@ final class NodeInfo {
             @Qapi.Name("write_threshold") long writeThreshold,
             @Qapi.Optional List<BlockDirtyInfo> dirtyBitmaps) {}
 
-    /** QAPI's BlockInfo: Strata's drives are its root nodes, named by their node-names. */
+    /**
+     * QAPI's BlockInfo: a drive (removable, as QEMU's {@code if=none} drives are), or a root node
+     * without one, listed under its node-name.
+     */
     record BlockInfo(String device, String type, boolean removable, boolean locked, BlockDeviceInfo inserted) {}
 
     static List<BlockDirtyInfo> dirtyInfo(BlockNode node) {
@@ -86,11 +89,19 @@ final class NodeInfo {
         return out;
     }
 
+    /**
+     * The node below in the chain QEMU reports: the backing file, or a filter's filtered child
+     * (QEMU shows a copy-before-write node's source as its "backing-image").
+     */
+    private static BlockNode below(BlockNode node) {
+        return node.driver().isFilter()
+                ? node.file().orElse(null)
+                : node.backing().orElse(null);
+    }
+
     static BlockDeviceInfo deviceInfo(BlockNode node, boolean flat) throws IOException {
         int depth = 0;
-        for (BlockNode b = node.backing().orElse(null);
-                b != null;
-                b = b.backing().orElse(null)) {
+        for (BlockNode b = below(node); b != null; b = below(b)) {
             depth++;
         }
         List<BlockDirtyInfo> bitmaps = dirtyInfo(node);
@@ -110,7 +121,7 @@ final class NodeInfo {
                 0,
                 0,
                 imageInfo(node, flat),
-                new BlockdevCacheInfo(true, false, false),
+                new BlockdevCacheInfo(true, false, node.noFlush()),
                 0,
                 bitmaps.isEmpty() ? null : bitmaps);
     }
@@ -120,16 +131,18 @@ final class NodeInfo {
         int cluster = node.clusterSize();
         Map<String, Object> specific = node.driver().formatSpecific();
         BlockNode backing = node.backing().orElse(null);
+        BlockNode below = below(node);
         return new ImageInfo(
                 node.filename(),
                 node.driverName(),
-                node.length(),
+                // QEMU counts a protocol node's length in whole 512-byte sectors
+                node.driver().growable() ? (node.length() + 511) & ~511L : node.length(),
                 actual >= 0 ? actual : null,
                 cluster > 0 ? (long) cluster : null,
                 false,
                 backing == null ? null : backing.filename(),
                 backing == null ? null : backing.filename(),
                 specific.isEmpty() ? null : new ImageInfoSpecific(node.driverName(), specific),
-                backing == null || flat ? null : imageInfo(backing, false));
+                below == null || flat ? null : imageInfo(below, false));
     }
 }

@@ -15,8 +15,8 @@ import java.util.Map;
  * node (bdrv_lookup_bs for block-dirty-bitmap-add, block_dirty_bitmap_lookup for the others).
  *
  * <p>Every node with a name counts, including the automatically named children of nodes given
- * inline ("#block12"), as in QEMU. A root node's name is also its device name (Strata has no
- * separate BlockBackend names).
+ * inline ("#block12"), as in QEMU. A "device" is a drive's id ({@code --drive}, {@code drive_add});
+ * where QEMU looks up "a device or a node-name" the drive's id is tried first, then node-names.
  */
 final class Nodes {
     private final BlockGraph graph;
@@ -51,16 +51,25 @@ final class Nodes {
         }
     }
 
-    /** Graph nodes no other node uses as a child, oldest first: Strata's "drives". */
+    /**
+     * Graph nodes that no other node uses as a child and no drive holds, oldest first: the nodes
+     * query-block lists after the drives. A job's filter node is not one, and does not hide the
+     * nodes below it.
+     */
     List<BlockNode> roots() {
         List<BlockNode> nodes = graph.nodes();
         Map<BlockNode, Boolean> used = new IdentityHashMap<>();
         for (BlockNode n : nodes) {
-            markChildren(n, used);
+            if (!n.driver().isFilter()) {
+                markChildren(n, used);
+            }
+        }
+        for (var d : graph.drives()) {
+            used.put(d.root(), Boolean.TRUE);
         }
         List<BlockNode> out = new ArrayList<>();
         for (BlockNode n : nodes) {
-            if (!used.containsKey(n)) {
+            if (!used.containsKey(n) && !n.driver().isFilter()) {
                 out.add(n);
             }
         }
@@ -84,9 +93,20 @@ final class Nodes {
         return null;
     }
 
+    /** A drive's root by the drive's id, else a node by node-name (QEMU's bdrv_lookup_bs(name, name)). */
+    BlockNode resolve(String name) {
+        var drive = graph.drive(name);
+        return drive.isPresent() ? drive.get().root() : find(name);
+    }
+
+    /** The id of the drive whose root is {@code node}, if any (QEMU's bdrv_get_device_name). */
+    String deviceName(BlockNode node) {
+        return graph.driveOf(node).map(dev.strata.block.Drive::id).orElse(null);
+    }
+
     /** bdrv_lookup_bs(name, name): the node, or "Cannot find device='%s' nor node-name='%s'". */
     BlockNode lookupDeviceOrNode(String name) throws QmpException {
-        BlockNode n = find(name);
+        BlockNode n = resolve(name);
         if (n == null) {
             throw new QmpException("Cannot find device='" + name + "' nor node-name='" + name + "'");
         }
@@ -95,7 +115,7 @@ final class Nodes {
 
     /** block_dirty_bitmap_lookup: "Node '%s' not found", then "Dirty bitmap '%s' not found". */
     BlockNode lookupNode(String name) throws QmpException {
-        BlockNode n = find(name);
+        BlockNode n = resolve(name);
         if (n == null) {
             throw new QmpException("Node '" + name + "' not found");
         }
