@@ -35,6 +35,9 @@ public final class BackupJob extends Job {
     /** The wait before retrying a copy whose error the policy ignores. */
     static final long IGNORE_RETRY_NANOS = 10_000_000L;
 
+    /** Copiers working side by side when no speed is set. */
+    static final int WORKERS = Integer.getInteger("strata.backup.workers", 2);
+
     /** The piece copied at once when a speed is set (QEMU's block-copy chunk). */
     static final int RATE_LIMITED_CHUNK = 1 << 20;
 
@@ -109,55 +112,18 @@ public final class BackupJob extends Job {
             }
             return;
         }
-        ByteBuffer buf = ByteBuffer.allocateDirect(CHUNK);
-        long pos = 0;
-        long next = System.nanoTime();
-        long lastSpeed = 0;
-        while (true) {
-            if (pausePoint()) {
+        ByteBuffer[] bufs = new ByteBuffer[WORKERS];
+        try {
+            for (int i = 0; i < WORKERS; i++) {
+                bufs[i] = BlockCopy.BUFFERS.take(CHUNK);
+            }
+            if (copyAll(bufs)) {
                 return;
             }
-            long speed = currentSpeed();
-            if (speed != lastSpeed) {
-                next = System.nanoTime();
-                lastSpeed = speed;
-            }
-            // rate-limited, QEMU copies 1 MiB at a time and then waits its turn; so does Strata
-            long max = speed > 0 ? Math.max(copy.clusterSize(), RATE_LIMITED_CHUNK) : CHUNK;
-            BlockCopy.Run r = copy.claimNext(pos, max);
-            if (r == null) {
-                if (copy.done()) {
-                    break;
-                }
-                copy.awaitIdle();
-                pos = 0;
-                continue;
-            }
-            try {
-                copy.copy(r, buf);
-                copy.release(r, true);
-                addProgress(r.length());
-                pos = r.end();
-            } catch (CopyFailure f) {
-                copy.release(r, false);
-                pos = r.start();
-                ErrorAction action = decide(f);
-                ioError(f.read(), action, f.errno() == BlockException.ENOSPC);
-                if (action == ErrorAction.REPORT) {
-                    throw new JobFailure(f.getMessage());
-                }
-                // QEMU retries at once; a short wait keeps a lasting error from spinning a core and
-                // flooding every client with BLOCK_JOB_ERROR (stop pauses at the next pause point)
-                if (action == ErrorAction.IGNORE && sleep(IGNORE_RETRY_NANOS)) {
-                    return;
-                }
-                continue;
-            }
-            if (speed > 0) {
-                next += r.length() * 1_000_000_000L / speed;
-                long delay = next - System.nanoTime();
-                if (delay > 0 && sleep(delay)) {
-                    return;
+        } finally {
+            for (ByteBuffer b : bufs) {
+                if (b != null) {
+                    BlockCopy.BUFFERS.give(b);
                 }
             }
         }
@@ -167,6 +133,157 @@ public final class BackupJob extends Job {
             CopyFailure f = new CopyFailure(false, e);
             ioError(false, ErrorAction.REPORT, f.errno() == BlockException.ENOSPC);
             throw new JobFailure(f.getMessage());
+        }
+    }
+
+    /** Copies until everything is copied; returns whether the job was cancelled meanwhile. */
+    private boolean copyAll(ByteBuffer[] bufs) throws JobFailure {
+        long pos = 0;
+        long next = System.nanoTime();
+        long lastSpeed = 0;
+        while (true) {
+            if (pausePoint()) {
+                return true;
+            }
+            long speed = currentSpeed();
+            if (speed == 0) {
+                CopyFailure f = burst(bufs);
+                if (f != null) {
+                    if (failed(f)) {
+                        return true;
+                    }
+                    continue;
+                }
+                if (copy.done()) {
+                    return false;
+                }
+                if (!stopRequested()) {
+                    // what is left is being copied by guest writes' copy-before-write
+                    copy.awaitIdle();
+                }
+                continue;
+            }
+            if (speed != lastSpeed) {
+                next = System.nanoTime();
+                lastSpeed = speed;
+            }
+            // rate-limited, QEMU copies 1 MiB at a time and then waits its turn; so does Strata
+            BlockCopy.Run r = copy.claimNext(pos, Math.max(copy.clusterSize(), RATE_LIMITED_CHUNK));
+            if (r == null) {
+                if (copy.done()) {
+                    return false;
+                }
+                copy.awaitIdle();
+                pos = 0;
+                continue;
+            }
+            try {
+                copy.copy(r, bufs[0]);
+                copy.release(r, true);
+                addProgress(r.length());
+                pos = r.end();
+            } catch (CopyFailure f) {
+                copy.release(r, false);
+                pos = r.start();
+                if (failed(f)) {
+                    return true;
+                }
+                continue;
+            }
+            next += r.length() * 1_000_000_000L / speed;
+            long delay = next - System.nanoTime();
+            if (delay > 0 && sleep(delay)) {
+                return true;
+            }
+        }
+    }
+
+    /**
+     * Applies the error policy to a failed copy: throws for {@code report}; returns whether the
+     * job was cancelled while it waited to retry ({@code ignore}); {@code stop} pauses the job at
+     * its next pause point.
+     */
+    private boolean failed(CopyFailure f) throws JobFailure {
+        ErrorAction action = decide(f);
+        ioError(f.read(), action, f.errno() == BlockException.ENOSPC);
+        if (action == ErrorAction.REPORT) {
+            throw new JobFailure(f.getMessage());
+        }
+        // QEMU retries at once; a short wait keeps a lasting error from spinning a core and
+        // flooding every client with BLOCK_JOB_ERROR (stop pauses at the next pause point)
+        return action == ErrorAction.IGNORE && sleep(IGNORE_RETRY_NANOS);
+    }
+
+    /**
+     * Unlimited speed: {@link #WORKERS} copiers claim runs side by side (QEMU's block-copy keeps
+     * many requests in flight), so one's reads overlap another's writes. They stop when nothing is
+     * left to claim, at a pause or cancel request, or at the first failed copy, which is returned
+     * for the job's thread to handle (its run is left to copy again).
+     */
+    private CopyFailure burst(ByteBuffer[] bufs) {
+        java.util.concurrent.atomic.AtomicLong cursor = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.atomic.AtomicReference<CopyFailure> failure =
+                new java.util.concurrent.atomic.AtomicReference<>();
+        java.util.concurrent.atomic.AtomicReference<RuntimeException> crash =
+                new java.util.concurrent.atomic.AtomicReference<>();
+        Thread[] workers = new Thread[bufs.length];
+        for (int i = 0; i < workers.length; i++) {
+            ByteBuffer buf = bufs[i];
+            workers[i] = Thread.ofVirtual().name("backup-" + id() + "-" + i).start(() -> {
+                try {
+                    work(buf, cursor, failure);
+                } catch (RuntimeException e) {
+                    crash.compareAndSet(null, e);
+                }
+            });
+        }
+        for (Thread w : workers) {
+            boolean interrupted = false;
+            while (true) {
+                try {
+                    w.join();
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        if (crash.get() != null) {
+            throw crash.get();
+        }
+        return failure.get();
+    }
+
+    private void work(
+            ByteBuffer buf,
+            java.util.concurrent.atomic.AtomicLong cursor,
+            java.util.concurrent.atomic.AtomicReference<CopyFailure> failure) {
+        while (failure.get() == null && !stopRequested()) {
+            long from = cursor.get();
+            BlockCopy.Run r = copy.claimNext(from, CHUNK);
+            if (r == null && from > 0) {
+                // runs released for another try lie behind the cursor
+                r = copy.claimNext(0, CHUNK);
+            }
+            if (r == null) {
+                return;
+            }
+            cursor.set(r.end());
+            try {
+                copy.copy(r, buf);
+                copy.release(r, true);
+                addProgress(r.length());
+            } catch (CopyFailure f) {
+                copy.release(r, false);
+                failure.compareAndSet(null, f);
+                return;
+            } catch (RuntimeException e) {
+                copy.release(r, false);
+                throw e;
+            }
         }
     }
 

@@ -2,6 +2,7 @@ package dev.strata.backup;
 
 import dev.strata.bitmap.HBitmap;
 import dev.strata.block.BlockNode;
+import dev.strata.block.BufferPool;
 import dev.strata.block.Extent;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -294,7 +295,7 @@ final class BlockCopy {
                 release(r, false);
                 continue;
             }
-            ByteBuffer buf = borrow();
+            ByteBuffer buf = BUFFERS.take(Math.max(CBW_BUFFER, (int) clusterSize));
             try {
                 copy(r, buf);
                 release(r, true);
@@ -303,7 +304,7 @@ final class BlockCopy {
                 release(r, false);
                 failure = (IOException) f.getCause();
             } finally {
-                buffers.offer(buf);
+                BUFFERS.give(buf);
             }
         }
         if (failure != null) {
@@ -311,16 +312,14 @@ final class BlockCopy {
         }
     }
 
-    /** Copy-before-write's buffers, reused: a first touch of each page costs more than the copy. */
-    private final java.util.concurrent.ConcurrentLinkedQueue<ByteBuffer> buffers =
-            new java.util.concurrent.ConcurrentLinkedQueue<>();
+    /**
+     * The buffers of every backup's copies (jobs and copy-before-write), reused from job to job: a
+     * fresh direct buffer is zeroed page by page, and a first touch of a page costs more here than
+     * the copy it holds (a 4 MiB buffer: about 15 ms, a third of a small incremental backup).
+     */
+    static final BufferPool BUFFERS = new BufferPool(16, 64L << 20);
 
     static final int CBW_BUFFER = 1 << 20;
-
-    private ByteBuffer borrow() {
-        ByteBuffer b = buffers.poll();
-        return b != null ? b : ByteBuffer.allocateDirect(Math.max(CBW_BUFFER, (int) clusterSize));
-    }
 
     private boolean busy(long first, long end) {
         long c = inFlight.nextSet(first);

@@ -220,6 +220,19 @@ public abstract class Job {
     }
 
     /**
+     * Whether the job's thread should come to its next {@link #pausePoint}: a pause is requested
+     * or the job is cancelled. For helpers working for the job on other threads.
+     */
+    protected final boolean stopRequested() {
+        lock.lock();
+        try {
+            return pauseCount > 0 || cancelled;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
      * Sleeps up to {@code nanos} (rate limiting), waking early on cancel, pause or speed change;
      * returns whether the job has been cancelled.
      */

@@ -1,5 +1,6 @@
 package dev.strata.nbd;
 
+import dev.strata.block.BufferPool;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.channels.ByteChannel;

@@ -1,6 +1,7 @@
 package dev.strata.nbd;
 
 import dev.strata.block.BlockNode;
+import dev.strata.block.BufferPool;
 import dev.strata.block.dirty.BitmapException;
 import dev.strata.block.dirty.DirtyBitmap;
 import dev.strata.block.dirty.DirtyBitmaps;

@@ -4,6 +4,7 @@ import static dev.strata.nbd.NbdProtocol.*;
 
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
+import dev.strata.block.BufferPool;
 import dev.strata.block.Extent;
 import java.io.IOException;
 import java.nio.ByteBuffer;

@@ -7,6 +7,7 @@ import com.code_intelligence.jazzer.junit.FuzzTest;
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
+import dev.strata.block.BufferPool;
 import dev.strata.block.drivers.Drivers;
 import java.io.EOFException;
 import java.io.IOException;

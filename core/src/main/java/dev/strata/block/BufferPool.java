@@ -1,20 +1,20 @@
-package dev.strata.nbd;
+package dev.strata.block;
 
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Direct buffers for the requests in flight, shared by every connection of a server and reused
- * from request to request and from connection to connection, so that serving a request touches no
- * fresh pages (on the machines Strata runs on, the first touch of a page costs far more than the
- * copy it holds, and clients such as nbdcopy open new connections for every copy).
+ * Direct buffers for I/O in flight, reused from request to request (an NBD server's connections
+ * share one pool, backup jobs another), so that an I/O touches no fresh pages: on the machines
+ * Strata runs on, the first touch of a page costs far more than the copy it holds, and a fresh
+ * direct buffer is zeroed, which touches every page of it.
  *
  * <p>{@link #take} hands out the smallest idle buffer that fits, or a new one of the next power
  * of two; {@link #give} keeps a buffer while the idle ones stay within {@code maxIdle} buffers and
  * {@code maxIdleBytes} bytes, so the pool settles on what its clients use and stays bounded.
  */
-final class BufferPool {
+public final class BufferPool {
     private static final int MIN = 64 << 10;
 
     private final int maxIdle;
@@ -23,13 +23,13 @@ final class BufferPool {
     private final List<ByteBuffer> idle = new ArrayList<>();
     private long idleBytes;
 
-    BufferPool(int maxIdle, long maxIdleBytes) {
+    public BufferPool(int maxIdle, long maxIdleBytes) {
         this.maxIdle = maxIdle;
         this.maxIdleBytes = maxIdleBytes;
     }
 
     /** A cleared buffer with exactly {@code size} bytes of room. */
-    ByteBuffer take(int size) {
+    public ByteBuffer take(int size) {
         ByteBuffer b = null;
         synchronized (this) {
             int best = -1;
@@ -50,7 +50,7 @@ final class BufferPool {
         return b.clear().limit(size);
     }
 
-    void give(ByteBuffer b) {
+    public void give(ByteBuffer b) {
         synchronized (this) {
             if (idle.size() < maxIdle && idleBytes + b.capacity() <= maxIdleBytes) {
                 idle.add(b);
