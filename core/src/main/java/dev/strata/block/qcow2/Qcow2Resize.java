@@ -163,13 +163,30 @@ final class Qcow2Resize {
             if (t == null) {
                 continue;
             }
-            // the table is no longer reachable: each entry's reference goes, then the table's own
+            // the table is no longer reachable: each entry's reference goes (runs of contiguous
+            // clusters in one refcount update each), then the table's own
+            long runStart = 0;
+            long runLength = 0;
             for (int k = 0; k < map.l2Entries(); k++) {
-                long[] r = map.referencedRange(ClusterMap.entry(t, k));
-                if (r != null) {
+                long e = ClusterMap.entry(t, k);
+                long[] r = map.referencedRange(e);
+                if (r == null) {
+                    continue;
+                }
+                if (ClusterMap.type(e) != ClusterMap.Type.COMPRESSED && r[0] == runStart + runLength) {
+                    runLength += r[1];
+                    continue;
+                }
+                refcounts.free(runStart, runLength);
+                if (ClusterMap.type(e) == ClusterMap.Type.COMPRESSED) {
                     refcounts.free(r[0], r[1]);
+                    runLength = 0;
+                } else {
+                    runStart = r[0];
+                    runLength = r[1];
                 }
             }
+            refcounts.free(runStart, runLength);
             refcounts.free(old[i] & ClusterMap.OFFSET_MASK, clusterSize);
         }
     }
