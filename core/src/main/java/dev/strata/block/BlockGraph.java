@@ -34,6 +34,14 @@ public final class BlockGraph implements AutoCloseable {
 
     private static final AtomicLong AUTO_NAMES = new AtomicLong();
 
+    /**
+     * A fresh automatic node name ("#block123"), never given to another node: for a node QEMU
+     * would have made and Strata does not model as one (a backup's filter, in messages).
+     */
+    public static String newAutoName() {
+        return "#block" + AUTO_NAMES.incrementAndGet();
+    }
+
     private final Map<String, Driver> drivers = new LinkedHashMap<>();
     // guarded by this
     private final Map<String, BlockNode> nodes = new LinkedHashMap<>();

@@ -80,10 +80,9 @@ class QsdDifferentialTest {
     }
 
     /** One script entry: the text to send (or the guest write), and how to treat its responses. */
-    private record Step(
-            int line, String text, boolean guestWrite, String differs, boolean strataOnly, boolean settle) {}
+    record Step(int line, String text, boolean guestWrite, String differs, boolean strataOnly, boolean settle) {}
 
-    private static List<Step> script(String name) throws IOException {
+    static List<Step> script(String name) throws IOException {
         List<Step> steps = new ArrayList<>();
         String differs = null;
         boolean strataOnly = false;
@@ -118,7 +117,7 @@ class QsdDifferentialTest {
     }
 
     /** A side of the comparison: how it runs guest writes, and its sandbox path. */
-    private interface Side {
+    interface Side {
         Path dir();
 
         void guestWrite(QmpClient c, String node, String command) throws Exception;
@@ -135,7 +134,7 @@ class QsdDifferentialTest {
 
         Path qsdSocket = qemuDir.resolve("qmp.sock");
         Path nbdSocket = qemuDir.resolve("nbd.sock");
-        List<String> cmd = new ArrayList<>(List.of("qemu-storage-daemon"));
+        List<String> cmd = new ArrayList<>();
         for (String b : blockdevs(qemuDir)) {
             cmd.addAll(List.of("--blockdev", b));
         }
@@ -144,19 +143,7 @@ class QsdDifferentialTest {
             cmd.addAll(List.of(
                     "--export", "type=nbd,id=e-" + node + ",node-name=" + node + ",name=" + node + ",writable=on"));
         }
-        cmd.addAll(List.of(
-                "--chardev", "socket,id=c0,path=" + qsdSocket + ",server=on,wait=off", "--monitor", "chardev=c0"));
-        qsd = new ProcessBuilder(cmd)
-                .redirectErrorStream(true)
-                .redirectOutput(qemuDir.resolve("qsd.log").toFile())
-                .start();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!Files.exists(qsdSocket) && System.nanoTime() < deadline && qsd.isAlive()) {
-            Thread.sleep(10);
-        }
-        assertThat(Files.exists(qsdSocket))
-                .as("qemu-storage-daemon started: %s", log())
-                .isTrue();
+        qsd = startQsd(cmd, qemuDir);
 
         Path strataSocket = strataDir.resolve("qmp.sock");
         List<Daemon.StartupOption> opts = new ArrayList<>();
@@ -180,10 +167,54 @@ class QsdDifferentialTest {
                 assertThat(r.stdout()).as(command).doesNotContain("failed");
             }
         };
-        Side mine = new Side() {
+        Side mine = hmpSide(strataDir);
+
+        Outcome outcome;
+        try (QmpClient q = QmpClient.connect(qsdSocket);
+                QmpClient s = QmpClient.connect(strataSocket)) {
+            outcome = run(steps, q, qemu, s, mine);
+            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
+            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
+        }
+        System.out.println("Known differences:\n" + outcome.known());
+        assertThat(outcome.mismatches())
+                .as("responses that differ (qemu-storage-daemon log: %s)", log())
+                .isEmpty();
+        assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(qsd.exitValue()).isZero();
+    }
+
+    /**
+     * Starts qemu-storage-daemon with {@code args} and a QMP monitor on DIR/qmp.sock, its output in
+     * DIR/qsd.log; returns once the socket exists.
+     */
+    static Process startQsd(List<String> args, Path dir) throws Exception {
+        Path socket = dir.resolve("qmp.sock");
+        List<String> cmd = new ArrayList<>(List.of("qemu-storage-daemon"));
+        cmd.addAll(args);
+        cmd.addAll(
+                List.of("--chardev", "socket,id=c0,path=" + socket + ",server=on,wait=off", "--monitor", "chardev=c0"));
+        Process p = new ProcessBuilder(cmd)
+                .redirectErrorStream(true)
+                .redirectOutput(dir.resolve("qsd.log").toFile())
+                .start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!Files.exists(socket) && System.nanoTime() < deadline && p.isAlive()) {
+            Thread.sleep(10);
+        }
+        Path log = dir.resolve("qsd.log");
+        assertThat(Files.exists(socket))
+                .as("qemu-storage-daemon started: %s", Files.exists(log) ? Files.readString(log) : "")
+                .isTrue();
+        return p;
+    }
+
+    /** Strata's side: guest writes through human-monitor-command qemu-io. */
+    static Side hmpSide(Path dir) {
+        return new Side() {
             @Override
             public Path dir() {
-                return strataDir;
+                return dir;
             }
 
             @Override
@@ -193,56 +224,52 @@ class QsdDifferentialTest {
                 assertThat(r).as(command).isEqualTo("");
             }
         };
+    }
 
+    /** What a script's run found: the responses that differ unexpectedly, and the known differences. */
+    record Outcome(List<String> mismatches, String known) {}
+
+    /** Runs a script against both daemons (greeting first), comparing every line not marked otherwise. */
+    static Outcome run(List<Step> steps, QmpClient q, Side qemu, QmpClient s, Side mine) throws Exception {
         List<String> mismatches = new ArrayList<>();
         StringBuilder known = new StringBuilder();
-        try (QmpClient q = QmpClient.connect(qsdSocket);
-                QmpClient s = QmpClient.connect(strataSocket)) {
-            compare(0, "greeting", List.<Object>of(q.greeting()), List.<Object>of(s.greeting()), mismatches);
-            int sync = 0;
-            for (Step step : steps) {
-                if (step.guestWrite()) {
-                    String[] parts = step.text().substring(1).split(" ", 2);
-                    qemu.guestWrite(q, parts[0], parts[1]);
-                    mine.guestWrite(s, parts[0], parts[1]);
-                    continue;
-                }
-                sync++;
-                List<Object> fromStrata = exchange(s, mine, step, sync);
-                if (step.strataOnly()) {
-                    known.append("line ")
-                            .append(step.line())
-                            .append(" (Strata only: ")
-                            .append(step.differs())
-                            .append("): ")
-                            .append(JsonWriter.write(fromStrata))
-                            .append('\n');
-                    continue;
-                }
-                List<Object> fromQemu = exchange(q, qemu, step, sync);
-                if (step.differs() != null) {
-                    known.append("line ")
-                            .append(step.line())
-                            .append(" (differs: ")
-                            .append(step.differs())
-                            .append(")\n  qemu:   ")
-                            .append(JsonWriter.write(fromQemu))
-                            .append("\n  strata: ")
-                            .append(JsonWriter.write(fromStrata))
-                            .append('\n');
-                    continue;
-                }
-                compare(step.line(), step.text(), fromQemu, fromStrata, mismatches);
+        compare(0, "greeting", List.<Object>of(q.greeting()), List.<Object>of(s.greeting()), mismatches);
+        int sync = 0;
+        for (Step step : steps) {
+            if (step.guestWrite()) {
+                String[] parts = step.text().substring(1).split(" ", 2);
+                qemu.guestWrite(q, parts[0], parts[1]);
+                mine.guestWrite(s, parts[0], parts[1]);
+                continue;
             }
-            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
-            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
+            sync++;
+            List<Object> fromStrata = exchange(s, mine, step, sync);
+            if (step.strataOnly()) {
+                known.append("line ")
+                        .append(step.line())
+                        .append(" (Strata only: ")
+                        .append(step.differs())
+                        .append("): ")
+                        .append(JsonWriter.write(fromStrata))
+                        .append('\n');
+                continue;
+            }
+            List<Object> fromQemu = exchange(q, qemu, step, sync);
+            if (step.differs() != null) {
+                known.append("line ")
+                        .append(step.line())
+                        .append(" (differs: ")
+                        .append(step.differs())
+                        .append(")\n  qemu:   ")
+                        .append(JsonWriter.write(fromQemu))
+                        .append("\n  strata: ")
+                        .append(JsonWriter.write(fromStrata))
+                        .append('\n');
+                continue;
+            }
+            compare(step.line(), step.text(), fromQemu, fromStrata, mismatches);
         }
-        System.out.println("Known differences:\n" + known);
-        assertThat(mismatches)
-                .as("responses that differ (qemu-storage-daemon log: %s)", log())
-                .isEmpty();
-        assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
-        assertThat(qsd.exitValue()).isZero();
+        return new Outcome(mismatches, known.toString());
     }
 
     private String log() throws IOException {
@@ -254,7 +281,7 @@ class QsdDifferentialTest {
      * Sends one script line and collects every message up to the reply to a marker request sent
      * right after it, so a line may answer with any number of messages (a stray byte gives two).
      */
-    private static List<Object> exchange(QmpClient c, Side side, Step step, int sync) throws Exception {
+    static List<Object> exchange(QmpClient c, Side side, Step step, int sync) throws Exception {
         if (step.settle()) {
             return settle(c, side, step.text(), sync);
         }
@@ -273,7 +300,7 @@ class QsdDifferentialTest {
     }
 
     /** Jobs rest (for a script's purposes) when pending, concluded or paused, or when none is left. */
-    private static final java.util.Set<String> RESTING = java.util.Set.of("pending", "concluded", "paused");
+    static final java.util.Set<String> RESTING = java.util.Set.of("pending", "concluded", "paused");
 
     /**
      * Sends one script line and then polls query-jobs until every job rests, collecting what came
@@ -282,7 +309,7 @@ class QsdDifferentialTest {
      * transaction run side by side).
      */
     @SuppressWarnings("unchecked")
-    private static List<Object> settle(QmpClient c, Side side, String line, int sync) throws Exception {
+    static List<Object> settle(QmpClient c, Side side, String line, int sync) throws Exception {
         String text = line.replace("@DIR@", side.dir().toString());
         c.sendRaw(text + "\n");
         List<Object> replies = new ArrayList<>();
@@ -322,7 +349,7 @@ class QsdDifferentialTest {
         return out;
     }
 
-    private static void compare(int line, String text, List<Object> qemu, List<Object> strata, List<String> out) {
+    static void compare(int line, String text, List<Object> qemu, List<Object> strata, List<String> out) {
         if (line == 0) {
             qemu = qemu.stream().map(m -> normalise(m, "")).toList();
             strata = strata.stream().map(m -> normalise(m, "")).toList();
@@ -335,7 +362,7 @@ class QsdDifferentialTest {
 
     /** Masks what is meant to differ between the two daemons. */
     @SuppressWarnings("unchecked")
-    private static Object normalise(Object v, String dir) {
+    static Object normalise(Object v, String dir) {
         return switch (v) {
             case Map<?, ?> m -> {
                 if (m.containsKey("qemu") && m.containsKey("package")) {
