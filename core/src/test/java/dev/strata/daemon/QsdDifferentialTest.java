@@ -16,8 +16,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -31,30 +29,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * <p>Guest writes ({@code !NODE CMD} lines) go through qemu-io over an NBD export of the node on
  * QEMU's side (7.2 has no human-monitor-command) and through human-monitor-command on Strata's.
  */
-class QsdDifferentialTest {
+class QsdDifferentialTest extends QsdSandboxes {
     private static final long MiB = 1 << 20;
-
-    @TempDir
-    Path qemuDir;
-
-    @TempDir
-    Path strataDir;
-
-    private Process qsd;
-    private Daemon strata;
-
-    @AfterEach
-    void stop() throws InterruptedException {
-        if (qsd != null && qsd.isAlive()) {
-            qsd.destroy();
-            if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
-                qsd.destroyForcibly();
-            }
-        }
-        if (strata != null) {
-            strata.shutdown();
-        }
-    }
 
     private static void images(Path dir) throws Exception {
         for (var e : Map.of("a.raw", 64 * MiB, "b.raw", 64 * MiB, "small.raw", 32 * MiB, "extra.raw", MiB)

@@ -12,9 +12,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code differential/resize.qmp} run against qemu-storage-daemon 7.2 and against Strata as
@@ -26,30 +24,9 @@ import org.junit.jupiter.api.io.TempDir;
  * go through an NBD export made for the write and removed after it, because an export keeps its
  * node from being resized.
  */
-class QsdResizeDifferentialTest {
+class QsdResizeDifferentialTest extends QsdSandboxes {
     private static final long MiB = 1 << 20;
-
-    @TempDir
-    Path qemuDir;
-
-    @TempDir
-    Path strataDir;
-
-    private Process qsd;
-    private Daemon strata;
-
-    @AfterEach
-    void stop() throws InterruptedException {
-        if (qsd != null && qsd.isAlive()) {
-            qsd.destroy();
-            if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
-                qsd.destroyForcibly();
-            }
-        }
-        if (strata != null) {
-            strata.shutdown();
-        }
-    }
+    private static final String EXPORT = "type=nbd,id=e0,node-name=ex,name=ex";
 
     private static void images(Path dir) throws Exception {
         for (String q : List.of("q.qcow2", "t.qcow2", "ro.qcow2", "base.qcow2")) {
@@ -91,10 +68,6 @@ class QsdResizeDifferentialTest {
                 "driver=qcow2,node-name=ro,read-only=on,file.driver=file,file.filename=" + dir.resolve("ro.qcow2"));
     }
 
-    private static String export(Path dir) {
-        return "type=nbd,id=e0,node-name=ex,name=ex";
-    }
-
     @Test
     void qemuAndStrataAnswerTheResizeScriptAlike() throws Exception {
         Interop.require("qemu-storage-daemon");
@@ -108,7 +81,7 @@ class QsdResizeDifferentialTest {
         for (String b : blockdevs(qemuDir)) {
             cmd.addAll(List.of("--blockdev", b));
         }
-        cmd.addAll(List.of("--nbd-server", "addr.type=unix,addr.path=" + nbdSocket, "--export", export(qemuDir)));
+        cmd.addAll(List.of("--nbd-server", "addr.type=unix,addr.path=" + nbdSocket, "--export", EXPORT));
         qsd = QsdDifferentialTest.startQsd(cmd, qemuDir);
 
         Path strataSocket = strataDir.resolve("qmp.sock");
@@ -117,7 +90,7 @@ class QsdResizeDifferentialTest {
             opts.add(new Daemon.Blockdev(b));
         }
         opts.add(new Daemon.NbdServerOption("addr.type=unix,addr.path=" + strataDir.resolve("nbd.sock")));
-        opts.add(new Daemon.ExportOption(export(strataDir)));
+        opts.add(new Daemon.ExportOption(EXPORT));
         opts.add(new Daemon.QmpSocket("unix:" + strataSocket + ",server=on,wait=off"));
         strata = Daemon.start(opts, "differential");
 
