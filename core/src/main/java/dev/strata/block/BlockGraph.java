@@ -34,6 +34,11 @@ public final class BlockGraph implements AutoCloseable {
 
     private static final AtomicLong AUTO_NAMES = new AtomicLong();
 
+    /** A fresh automatic node name ("#block123"), never given to another node. */
+    private static String newAutoName() {
+        return "#block" + AUTO_NAMES.incrementAndGet();
+    }
+
     private final Map<String, Driver> drivers = new LinkedHashMap<>();
     // guarded by this
     private final Map<String, BlockNode> nodes = new LinkedHashMap<>();
@@ -144,7 +149,7 @@ public final class BlockGraph implements AutoCloseable {
         String name = options.string("node-name").orElse(null);
         boolean auto = name == null;
         if (auto) {
-            name = "#block" + AUTO_NAMES.incrementAndGet();
+            name = newAutoName();
         } else {
             checkNodeName(name);
         }
@@ -331,7 +336,7 @@ public final class BlockGraph implements AutoCloseable {
      */
     public BlockNode addFilter(String name, BlockDriver driver) throws BlockException {
         boolean auto = name == null;
-        String n = auto ? "#block" + AUTO_NAMES.incrementAndGet() : name;
+        String n = auto ? newAutoName() : name;
         if (!auto) {
             checkNodeName(n);
         }

@@ -141,6 +141,11 @@ public final class BlockNode implements AutoCloseable {
         users.decrementAndGet();
     }
 
+    /** How many users outside the graph the node has (exports, a drive). */
+    public int userCount() {
+        return users.get();
+    }
+
     /** Whether anything outside the graph uses the node (QEMU: the node has a BlockBackend). */
     public boolean hasUsers() {
         return users.get() > 0;
@@ -298,17 +303,33 @@ public final class BlockNode implements AutoCloseable {
         }
     }
 
-    /** Changes the virtual size; with the node drained, the bitmaps follow (new area clean). */
+    /** The largest length a node may have: QEMU's BDRV_MAX_LENGTH (INT64_MAX rounded down to 1 GiB). */
+    public static final long MAX_LENGTH = Long.MAX_VALUE & -(1L << 30);
+
+    /**
+     * Changes the virtual size, with QEMU's checks in QEMU's order (bdrv_co_truncate): negative,
+     * too large, read-only. The node is drained meanwhile; its bitmaps follow (bits past the end
+     * dropped, the new area clean), and a busy bitmap refuses before the driver changes anything.
+     */
     public void truncate(long newLength) throws IOException {
-        checkWritable();
+        if (newLength < 0) {
+            throw new BlockException("Image size cannot be negative", BlockException.EINVAL);
+        }
+        if (newLength > MAX_LENGTH) {
+            throw new BlockException(
+                    "offset(" + newLength + ") exceeds maximum(" + MAX_LENGTH + ")", BlockException.EINVAL);
+        }
+        ensureOpen();
+        if (driver.readOnly()) {
+            throw new BlockException("Image is read-only", BlockException.EACCES);
+        }
         try (IoGate.Drained d = gate.drain()) {
             ensureOpen();
+            bitmaps.checkResizable();
             driver.truncate(newLength);
-            try {
-                bitmaps.resize(newLength);
-            } catch (BitmapException e) {
-                throw new BlockException(e.getMessage(), BlockException.EINVAL);
-            }
+            bitmaps.resize(newLength);
+        } catch (BitmapException e) {
+            throw new BlockException(e.getMessage(), BlockException.EBUSY);
         }
     }
 

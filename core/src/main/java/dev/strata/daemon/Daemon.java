@@ -21,6 +21,7 @@ import dev.strata.qmp.commands.JobCommands;
 import dev.strata.qmp.commands.JobEvents;
 import dev.strata.qmp.commands.JobLauncher;
 import dev.strata.qmp.commands.NbdCommands;
+import dev.strata.qmp.commands.ResizeCommands;
 import dev.strata.qmp.json.Json;
 import dev.strata.qmp.schema.Decoder;
 import dev.strata.qmp.schema.SchemaException;
@@ -105,6 +106,7 @@ public final class Daemon implements AutoCloseable {
         ControlCommands.register(
                 commands, info, () -> Thread.ofPlatform().name("strata-quit").start(this::shutdown));
         BlockCommands.register(commands, graph);
+        ResizeCommands.register(commands, graph);
         BitmapCommands.register(commands, graph);
         HmpCommands.register(commands, graph);
         JobEvents events = new JobEvents();

@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
 @Command(
         name = "img",
         mixinStandardHelpOptions = true,
-        description = "Create, inspect, check, compare and convert disk images (qemu-img compatible).")
+        description = "Create, inspect, check, compare, convert and resize disk images (qemu-img compatible).")
 public final class ImgCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -28,8 +28,14 @@ public final class ImgCommand implements Runnable {
         table.put("map", MapCommand::new);
         table.put("rebase", RebaseCommand::new);
         table.put("commit", CommitCommand::new);
+        table.put("resize", ResizeCommand::new);
         table.put("bench", BenchCommand::new);
         LazySubcommands.add(img, table, args, 1);
+        CommandLine resize = img.getSubcommands().get("resize");
+        if (resize != null) {
+            // qemu-img takes the last argument as the size before it reads options: "-1G" is a size
+            resize.setUnmatchedOptionsArePositionalParams(true);
+        }
         return img;
     }
 

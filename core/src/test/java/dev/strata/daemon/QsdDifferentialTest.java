@@ -16,13 +16,12 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * The same QMP script ({@code differential/bitmaps.qmp}, {@code differential/jobs.qmp}) run against qemu-storage-daemon 7.2 and
+ * The same QMP script ({@code differential/bitmaps.qmp}, {@code differential/jobs.qmp}) run against
+ * qemu-storage-daemon 7.2 (and {@code differential/drives.qmp} against qemu-system-x86_64 7.2) and
  * against Strata, each in its own sandbox with the same nodes; every response must be equal once
  * timestamps, versions, sandbox paths, automatic node names and allocated sizes are masked. Lines
  * the script marks {@code @differs} or {@code @strata-only} are the known differences, each with
@@ -31,30 +30,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * <p>Guest writes ({@code !NODE CMD} lines) go through qemu-io over an NBD export of the node on
  * QEMU's side (7.2 has no human-monitor-command) and through human-monitor-command on Strata's.
  */
-class QsdDifferentialTest {
+class QsdDifferentialTest extends QsdSandboxes {
     private static final long MiB = 1 << 20;
-
-    @TempDir
-    Path qemuDir;
-
-    @TempDir
-    Path strataDir;
-
-    private Process qsd;
-    private Daemon strata;
-
-    @AfterEach
-    void stop() throws InterruptedException {
-        if (qsd != null && qsd.isAlive()) {
-            qsd.destroy();
-            if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
-                qsd.destroyForcibly();
-            }
-        }
-        if (strata != null) {
-            strata.shutdown();
-        }
-    }
 
     private static void images(Path dir) throws Exception {
         for (var e : Map.of("a.raw", 64 * MiB, "b.raw", 64 * MiB, "small.raw", 32 * MiB, "extra.raw", MiB)
@@ -80,10 +57,9 @@ class QsdDifferentialTest {
     }
 
     /** One script entry: the text to send (or the guest write), and how to treat its responses. */
-    private record Step(
-            int line, String text, boolean guestWrite, String differs, boolean strataOnly, boolean settle) {}
+    record Step(int line, String text, boolean guestWrite, String differs, boolean strataOnly, boolean settle) {}
 
-    private static List<Step> script(String name) throws IOException {
+    static List<Step> script(String name) throws IOException {
         List<Step> steps = new ArrayList<>();
         String differs = null;
         boolean strataOnly = false;
@@ -118,20 +94,10 @@ class QsdDifferentialTest {
     }
 
     /** A side of the comparison: how it runs guest writes, and its sandbox path. */
-    private interface Side {
+    interface Side {
         Path dir();
 
         void guestWrite(QmpClient c, String node, String command) throws Exception;
-    }
-
-    /**
-     * The drives of {@code drives.qmp}, given to qemu-system-x86_64 as {@code -drive} and to
-     * Strata as {@code --drive}: a qcow2 drive with a node-name, a raw one without.
-     */
-    private static List<String> drives(Path dir) {
-        return List.of(
-                "id=drive0,file=" + dir.resolve("q.qcow2") + ",format=qcow2,node-name=node0,if=none",
-                "id=drive1,file=" + dir.resolve("b.raw") + ",format=raw,if=none,cache=unsafe,discard=unmap");
     }
 
     @ParameterizedTest
@@ -145,7 +111,7 @@ class QsdDifferentialTest {
 
         Path qsdSocket = qemuDir.resolve("qmp.sock");
         Path nbdSocket = qemuDir.resolve("nbd.sock");
-        List<String> cmd = new ArrayList<>(List.of("qemu-storage-daemon"));
+        List<String> cmd = new ArrayList<>();
         for (String b : blockdevs(qemuDir)) {
             cmd.addAll(List.of("--blockdev", b));
         }
@@ -154,9 +120,7 @@ class QsdDifferentialTest {
             cmd.addAll(List.of(
                     "--export", "type=nbd,id=e-" + node + ",node-name=" + node + ",name=" + node + ",writable=on"));
         }
-        cmd.addAll(List.of(
-                "--chardev", "socket,id=c0,path=" + qsdSocket + ",server=on,wait=off", "--monitor", "chardev=c0"));
-        startQemu(cmd, qsdSocket);
+        qsd = startQsd(cmd, qemuDir);
 
         Path strataSocket = strataDir.resolve("qmp.sock");
         List<Daemon.StartupOption> opts = new ArrayList<>();
@@ -182,9 +146,59 @@ class QsdDifferentialTest {
         };
         Side mine = hmpSide(strataDir);
 
-        runScript(steps, qsdSocket, qemu, strataSocket, mine);
+        Outcome outcome;
+        try (QmpClient q = QmpClient.connect(qsdSocket);
+                QmpClient s = QmpClient.connect(strataSocket)) {
+            outcome = run(steps, q, qemu, s, mine);
+            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
+            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
+        }
+        System.out.println("Known differences:\n" + outcome.known());
+        assertThat(outcome.mismatches())
+                .as("responses that differ (qemu-storage-daemon log: %s)", log())
+                .isEmpty();
         assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
         assertThat(qsd.exitValue()).isZero();
+    }
+
+    /**
+     * Starts qemu-storage-daemon with {@code args} and a QMP monitor on DIR/qmp.sock, its output in
+     * DIR/qsd.log; returns once the socket exists.
+     */
+    static Process startQsd(List<String> args, Path dir) throws Exception {
+        Path socket = dir.resolve("qmp.sock");
+        List<String> cmd = new ArrayList<>(List.of("qemu-storage-daemon"));
+        cmd.addAll(args);
+        cmd.addAll(
+                List.of("--chardev", "socket,id=c0,path=" + socket + ",server=on,wait=off", "--monitor", "chardev=c0"));
+        return startQemu(cmd, socket, dir);
+    }
+
+    /** Starts a QEMU program, its output in DIR/qsd.log; returns once its QMP socket exists. */
+    static Process startQemu(List<String> cmd, Path socket, Path dir) throws Exception {
+        Process p = new ProcessBuilder(cmd)
+                .redirectErrorStream(true)
+                .redirectOutput(dir.resolve("qsd.log").toFile())
+                .start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!Files.exists(socket) && System.nanoTime() < deadline && p.isAlive()) {
+            Thread.sleep(10);
+        }
+        Path log = dir.resolve("qsd.log");
+        assertThat(Files.exists(socket))
+                .as("%s started: %s", cmd.getFirst(), Files.exists(log) ? Files.readString(log) : "")
+                .isTrue();
+        return p;
+    }
+
+    /**
+     * The drives of {@code drives.qmp}, given to qemu-system-x86_64 as {@code -drive} and to
+     * Strata as {@code --drive}: a qcow2 drive with a node-name, a raw one without.
+     */
+    private static List<String> drives(Path dir) {
+        return List.of(
+                "id=drive0,file=" + dir.resolve("q.qcow2") + ",format=qcow2,node-name=node0,if=none",
+                "id=drive1,file=" + dir.resolve("b.raw") + ",format=raw,if=none,cache=unsafe,discard=unmap");
     }
 
     /**
@@ -212,7 +226,7 @@ class QsdDifferentialTest {
         for (String d : drives(qemuDir)) {
             cmd.addAll(List.of("-drive", d));
         }
-        startQemu(cmd, qemuSocket);
+        qsd = startQemu(cmd, qemuSocket, qemuDir);
 
         Path strataSocket = strataDir.resolve("qmp.sock");
         List<Daemon.StartupOption> opts = new ArrayList<>();
@@ -221,27 +235,23 @@ class QsdDifferentialTest {
         }
         opts.add(new Daemon.QmpSocket("unix:" + strataSocket + ",server=on,wait=off"));
         strata = Daemon.start(opts, "differential");
-        runScript(steps, qemuSocket, hmpSide(qemuDir), strataSocket, hmpSide(strataDir));
+
+        Outcome outcome;
+        try (QmpClient q = QmpClient.connect(qemuSocket);
+                QmpClient s = QmpClient.connect(strataSocket)) {
+            outcome = run(steps, q, hmpSide(qemuDir), s, hmpSide(strataDir));
+            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
+            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
+        }
+        System.out.println("Known differences:\n" + outcome.known());
+        assertThat(outcome.mismatches())
+                .as("responses that differ (qemu-system-x86_64 log: %s)", log())
+                .isEmpty();
         assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
     }
 
-    /** Starts the QEMU side (its output in the sandbox's qsd.log) and waits for its QMP socket. */
-    private void startQemu(List<String> cmd, Path socket) throws Exception {
-        qsd = new ProcessBuilder(cmd)
-                .redirectErrorStream(true)
-                .redirectOutput(qemuDir.resolve("qsd.log").toFile())
-                .start();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!Files.exists(socket) && System.nanoTime() < deadline && qsd.isAlive()) {
-            Thread.sleep(10);
-        }
-        assertThat(Files.exists(socket))
-                .as("%s started: %s", cmd.getFirst(), log())
-                .isTrue();
-    }
-
-    /** A side whose guest writes go through human-monitor-command qemu-io. */
-    private static Side hmpSide(Path dir) {
+    /** Strata's side: guest writes through human-monitor-command qemu-io. */
+    static Side hmpSide(Path dir) {
         return new Side() {
             @Override
             public Path dir() {
@@ -257,56 +267,50 @@ class QsdDifferentialTest {
         };
     }
 
-    /** Runs the script on both sides, comparing every response not marked as a known difference. */
-    private void runScript(List<Step> steps, Path qemuSocket, Side qemu, Path strataSocket, Side mine)
-            throws Exception {
+    /** What a script's run found: the responses that differ unexpectedly, and the known differences. */
+    record Outcome(List<String> mismatches, String known) {}
+
+    /** Runs a script against both daemons (greeting first), comparing every line not marked otherwise. */
+    static Outcome run(List<Step> steps, QmpClient q, Side qemu, QmpClient s, Side mine) throws Exception {
         List<String> mismatches = new ArrayList<>();
         StringBuilder known = new StringBuilder();
-        try (QmpClient q = QmpClient.connect(qemuSocket);
-                QmpClient s = QmpClient.connect(strataSocket)) {
-            compare(0, "greeting", List.<Object>of(q.greeting()), List.<Object>of(s.greeting()), mismatches);
-            int sync = 0;
-            for (Step step : steps) {
-                if (step.guestWrite()) {
-                    String[] parts = step.text().substring(1).split(" ", 2);
-                    qemu.guestWrite(q, parts[0], parts[1]);
-                    mine.guestWrite(s, parts[0], parts[1]);
-                    continue;
-                }
-                sync++;
-                List<Object> fromStrata = exchange(s, mine, step, sync);
-                if (step.strataOnly()) {
-                    known.append("line ")
-                            .append(step.line())
-                            .append(" (Strata only: ")
-                            .append(step.differs())
-                            .append("): ")
-                            .append(JsonWriter.write(fromStrata))
-                            .append('\n');
-                    continue;
-                }
-                List<Object> fromQemu = exchange(q, qemu, step, sync);
-                if (step.differs() != null) {
-                    known.append("line ")
-                            .append(step.line())
-                            .append(" (differs: ")
-                            .append(step.differs())
-                            .append(")\n  qemu:   ")
-                            .append(JsonWriter.write(fromQemu))
-                            .append("\n  strata: ")
-                            .append(JsonWriter.write(fromStrata))
-                            .append('\n');
-                    continue;
-                }
-                compare(step.line(), step.text(), fromQemu, fromStrata, mismatches);
+        compare(0, "greeting", List.<Object>of(q.greeting()), List.<Object>of(s.greeting()), mismatches);
+        int sync = 0;
+        for (Step step : steps) {
+            if (step.guestWrite()) {
+                String[] parts = step.text().substring(1).split(" ", 2);
+                qemu.guestWrite(q, parts[0], parts[1]);
+                mine.guestWrite(s, parts[0], parts[1]);
+                continue;
             }
-            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
-            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
+            sync++;
+            List<Object> fromStrata = exchange(s, mine, step, sync);
+            if (step.strataOnly()) {
+                known.append("line ")
+                        .append(step.line())
+                        .append(" (Strata only: ")
+                        .append(step.differs())
+                        .append("): ")
+                        .append(JsonWriter.write(fromStrata))
+                        .append('\n');
+                continue;
+            }
+            List<Object> fromQemu = exchange(q, qemu, step, sync);
+            if (step.differs() != null) {
+                known.append("line ")
+                        .append(step.line())
+                        .append(" (differs: ")
+                        .append(step.differs())
+                        .append(")\n  qemu:   ")
+                        .append(JsonWriter.write(fromQemu))
+                        .append("\n  strata: ")
+                        .append(JsonWriter.write(fromStrata))
+                        .append('\n');
+                continue;
+            }
+            compare(step.line(), step.text(), fromQemu, fromStrata, mismatches);
         }
-        System.out.println("Known differences:\n" + known);
-        assertThat(mismatches)
-                .as("responses that differ (qemu-storage-daemon log: %s)", log())
-                .isEmpty();
+        return new Outcome(mismatches, known.toString());
     }
 
     private String log() throws IOException {
@@ -318,7 +322,7 @@ class QsdDifferentialTest {
      * Sends one script line and collects every message up to the reply to a marker request sent
      * right after it, so a line may answer with any number of messages (a stray byte gives two).
      */
-    private static List<Object> exchange(QmpClient c, Side side, Step step, int sync) throws Exception {
+    static List<Object> exchange(QmpClient c, Side side, Step step, int sync) throws Exception {
         if (step.settle()) {
             return settle(c, side, step.text(), sync);
         }
@@ -337,7 +341,7 @@ class QsdDifferentialTest {
     }
 
     /** Jobs rest (for a script's purposes) when pending, concluded or paused, or when none is left. */
-    private static final java.util.Set<String> RESTING = java.util.Set.of("pending", "concluded", "paused");
+    static final java.util.Set<String> RESTING = java.util.Set.of("pending", "concluded", "paused");
 
     /**
      * Sends one script line and then polls query-jobs until every job rests, collecting what came
@@ -346,7 +350,7 @@ class QsdDifferentialTest {
      * transaction run side by side).
      */
     @SuppressWarnings("unchecked")
-    private static List<Object> settle(QmpClient c, Side side, String line, int sync) throws Exception {
+    static List<Object> settle(QmpClient c, Side side, String line, int sync) throws Exception {
         String text = line.replace("@DIR@", side.dir().toString());
         c.sendRaw(text + "\n");
         List<Object> replies = new ArrayList<>();
@@ -386,7 +390,7 @@ class QsdDifferentialTest {
         return out;
     }
 
-    private static void compare(int line, String text, List<Object> qemu, List<Object> strata, List<String> out) {
+    static void compare(int line, String text, List<Object> qemu, List<Object> strata, List<String> out) {
         if (line == 0) {
             qemu = qemu.stream().map(m -> normalise(m, "")).toList();
             strata = strata.stream().map(m -> normalise(m, "")).toList();
@@ -399,7 +403,7 @@ class QsdDifferentialTest {
 
     /** Masks what is meant to differ between the two daemons. */
     @SuppressWarnings("unchecked")
-    private static Object normalise(Object v, String dir) {
+    static Object normalise(Object v, String dir) {
         return switch (v) {
             case Map<?, ?> m -> {
                 if (m.containsKey("qemu") && m.containsKey("package")) {

@@ -159,7 +159,8 @@ public final class DirtyBitmap {
      */
     public String sha256() {
         HBitmap b = bits;
-        long words = (b.size() + 63) / 64;
+        // QEMU's bottom level has at least one word, so an empty bitmap (a node of size 0) hashes one
+        long words = Math.max(1, (b.size() + 63) / 64);
         MessageDigest md;
         try {
             md = MessageDigest.getInstance("SHA-256");

@@ -258,8 +258,11 @@ public final class DirtyBitmaps {
         }
     }
 
-    /** Resizes every bitmap to the node's new length (the node is drained by the caller). */
-    public void resize(long newLength) throws BitmapException {
+    /**
+     * Refuses a resize while a bitmap is busy (a backup or an export holds it), with QEMU's words;
+     * the node calls this before its driver changes the size, so a refusal changes nothing.
+     */
+    public void checkResizable() throws BitmapException {
         lock.lock();
         try {
             for (DirtyBitmap b : list) {
@@ -267,6 +270,16 @@ public final class DirtyBitmaps {
                     check(b, Check.DEFAULT);
                 }
             }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Resizes every bitmap to the node's new length (the node is drained by the caller). */
+    public void resize(long newLength) throws BitmapException {
+        lock.lock();
+        try {
+            checkResizable();
             for (DirtyBitmap b : list) {
                 b.resize(newLength);
             }

@@ -451,13 +451,18 @@ public final class FileDriver implements BlockDriver, FileBacked {
 
     @Override
     public void truncate(long newLength) throws IOException {
-        if (fd >= 0) {
-            // ftruncate both shrinks and grows sparsely, as qemu-img resize does on a raw file
-            Posix.ftruncate(fd, newLength);
-        } else if (newLength < channel.size()) {
-            channel.truncate(newLength);
-        } else {
-            growTo(newLength);
+        try {
+            if (fd >= 0) {
+                // ftruncate both shrinks and grows sparsely, as qemu-img resize does on a raw file
+                Posix.ftruncate(fd, newLength);
+            } else if (newLength < channel.size()) {
+                channel.truncate(newLength);
+            } else {
+                growTo(newLength);
+            }
+        } catch (BlockException e) {
+            // QEMU's wording (file-posix): "Could not resize file: File too large"
+            throw new BlockException("Could not resize file: " + BlockException.strerror(e.errno()), e.errno());
         }
     }
 

@@ -45,14 +45,15 @@ final class ClusterMap {
     private final int clusterBits;
     private final int clusterSize;
     private final int l2Bits;
-    private final long l1Offset;
     private final int csizeShift;
     private final long csizeMask;
     private final long coffsetMask;
     private final TableCache l2Cache;
 
-    // guarded by the driver's metadata lock (entries change only under the exclusive lock)
-    private final long[] l1;
+    // guarded by the driver's metadata lock (entries, and the table itself on a resize, change
+    // only under the exclusive lock)
+    private long[] l1;
+    private long l1Offset;
 
     ClusterMap(ImageFile file, Qcow2Header header, long[] l1, int cacheBytes) {
         this.file = file;
@@ -157,7 +158,11 @@ final class ClusterMap {
     }
 
     private long l2Offset(int l1Index) throws BlockException {
-        long off = l1[l1Index] & OFFSET_MASK;
+        return checkedL2Offset(l1[l1Index], l1Index);
+    }
+
+    private long checkedL2Offset(long l1Entry, int l1Index) throws BlockException {
+        long off = l1Entry & OFFSET_MASK;
         if (off != 0) {
             if ((off & (clusterSize - 1)) != 0) {
                 throw new BlockException("L2 table offset 0x" + Long.toHexString(off) + " unaligned (L1 index: 0x"
@@ -211,6 +216,50 @@ final class ClusterMap {
             refcounts.free(oldOff, clusterSize);
         }
         return content;
+    }
+
+    long l1Offset() {
+        return l1Offset;
+    }
+
+    /** The active L1 entries, zero-extended to {@code length} (a bigger table for a resize). */
+    long[] l1Extended(int length) {
+        return java.util.Arrays.copyOf(l1, length);
+    }
+
+    /** Switches to a bigger L1 table already written at {@code offset} (a resize, under the exclusive lock). */
+    void replaceL1(long[] table, long offset) {
+        l1 = table;
+        l1Offset = offset;
+    }
+
+    /**
+     * Clears L1 entries from {@code from} to the end of the table with one write (a shrink); returns
+     * the old entries so the caller can free their tables once the write is durable.
+     */
+    long[] clearL1From(int from) throws IOException {
+        long[] old = java.util.Arrays.copyOfRange(l1, from, l1.length);
+        if (old.length == 0) {
+            return old;
+        }
+        file.write(l1Offset + 8L * from, new byte[old.length * 8], 0, old.length * 8);
+        java.util.Arrays.fill(l1, from, l1.length, 0);
+        return old;
+    }
+
+    /**
+     * Reads the L2 table an L1 entry pointed to before {@link #clearL1From} cleared it (checked as
+     * any other, and dropped from the cache, since it is about to be freed); null for none.
+     */
+    byte[] detachedL2(long l1Entry, int l1Index) throws IOException {
+        long off = checkedL2Offset(l1Entry, l1Index);
+        if (off == 0) {
+            return null;
+        }
+        byte[] t = new byte[clusterSize];
+        file.read(off, t, 0, clusterSize);
+        l2Cache.invalidate(off);
+        return t;
     }
 
     private void setL1(int l1Index, long value) throws IOException {

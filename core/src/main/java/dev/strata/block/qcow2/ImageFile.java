@@ -11,7 +11,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * plus the file's length, tracked in memory so that every table and cluster offset read from disk
  * can be checked against it without a system call.
  *
- * <p>The tracked length only grows with this process's own writes; another writer cannot exist
+ * <p>The tracked length grows with this process's own writes and shrinks only through
+ * {@link #truncate}; another writer cannot exist
  * because the image is opened exclusively (or read-only, where it does not change).
  */
 final class ImageFile {
@@ -47,6 +48,12 @@ final class ImageFile {
 
     void write(long pos, byte[] src, int off, int len) throws IOException {
         write(pos, ByteBuffer.wrap(src, off, len));
+    }
+
+    /** Cuts the file (a shrink frees its tail first); the tracked length follows. */
+    void truncate(long newLength) throws IOException {
+        node.truncate(newLength);
+        length.set(newLength);
     }
 
     void flush() throws IOException {

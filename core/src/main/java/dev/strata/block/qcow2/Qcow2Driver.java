@@ -73,13 +73,14 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     private final int clusterBits;
     private final int clusterSize;
     private final int l2Entries;
-    private final long size;
-    private final Qcow2Header header;
     private final ClusterMap map;
     private final Refcounts refcounts;
     private final String hostFile;
 
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    // changed only by a resize, under the exclusive lock; volatile for length() and info
+    private volatile long size;
+    private volatile Qcow2Header header;
     // guarded by the exclusive lock
     private byte[] cowBuf;
     private byte[] compressBuf;
@@ -244,7 +245,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         return clusterSize;
     }
 
-    /** The header as opened (refcount table fields may since have moved). */
+    /** The header as opened, with size and L1 table as the last resize left them (the refcount table may since have moved). */
     public Qcow2Header header() {
         return header;
     }
@@ -839,6 +840,34 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         } finally {
             lock.writeLock().unlock();
         }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // resize
+
+    /** Changes the virtual size as QEMU 7.2 does ({@link Qcow2Resize}), under the exclusive lock. */
+    @Override
+    public void truncate(long newLength) throws IOException {
+        if (readOnly) {
+            throw new BlockException("Image is read-only", BlockException.EACCES);
+        }
+        lock.writeLock().lock();
+        try {
+            header = new Qcow2Resize(this, file, map, refcounts, backing, header).resize(size, newLength);
+            size = header.size();
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** Sets the length requests are measured against while a resize runs (exclusive lock held). */
+    void setLengthForResize(long newLength) {
+        size = newLength;
+    }
+
+    /** Drops the entries of clusters [from, to) and frees what they held (a shrink's discard). */
+    void dropEntries(long from, long to) throws IOException {
+        rewriteEntries(from, to, e -> 0);
     }
 
     private long roundUp(long v) {

@@ -673,6 +673,32 @@ public record Qcow2Header(
                 backingFile);
     }
 
+    /** The header after a resize: the virtual size and the active L1 table. */
+    public Qcow2Header withSizeAndL1(long newSize, int newL1Size, long newL1Offset) {
+        return new Qcow2Header(
+                version,
+                backingFileOffset,
+                backingFileSize,
+                clusterBits,
+                newSize,
+                cryptMethod,
+                newL1Size,
+                newL1Offset,
+                refcountTableOffset,
+                refcountTableClusters,
+                nbSnapshots,
+                snapshotsOffset,
+                incompatibleFeatures,
+                compatibleFeatures,
+                autoclearFeatures,
+                refcountOrder,
+                headerLength,
+                compressionType,
+                additionalFields,
+                extensions,
+                backingFile);
+    }
+
     public Qcow2Header withExtensions(List<HeaderExtension> newExtensions) {
         return new Qcow2Header(
                 version,

@@ -36,8 +36,8 @@ final class Refcounts {
 
     private final int blockEntriesBits;
     private final TableCache blocks;
-    /** Ranges that refcounts must never hand out even if they claim to be free. */
-    private final long[] reserved;
+    /** Ranges that refcounts must never hand out even if they claim to be free (the active L1 table). */
+    private long[] reserved;
 
     // guarded by the driver's metadata lock
     private long[] table;
@@ -185,6 +185,57 @@ final class Refcounts {
     }
 
     /**
+     * Allocates {@code n} contiguous free clusters (a new L1 table must be one run), at the first
+     * place from the free-cluster hint where they fit; refcounts are raised before returning the
+     * host offset.
+     */
+    long allocateContiguous(int n) throws IOException {
+        if (n <= 0) {
+            throw new IllegalArgumentException("allocate " + n);
+        }
+        long from = freeHint;
+        while (true) {
+            long start = firstFreeFrom(from);
+            long len = runFrom(start, n);
+            if (len < n) {
+                // cluster start + len is in use: no run of n fits before it
+                from = start + len + 1;
+                continue;
+            }
+            boolean changed = false;
+            for (long t = start >>> blockEntriesBits; t <= (start + n - 1) >>> blockEntriesBits && !changed; t++) {
+                changed = ensureBlock(t);
+            }
+            if (changed) {
+                // a new refcount block took a cluster, perhaps inside the run: search again
+                continue;
+            }
+            checkNotReserved(start, n);
+            update(start, n, +1);
+            highWater = Math.max(highWater, start + n);
+            return start << clusterBits;
+        }
+    }
+
+    /** Replaces the ranges never to hand out (the L1 table moved): {offset, length} pairs. */
+    void reserve(long[] ranges) {
+        reserved = ranges.clone();
+    }
+
+    /**
+     * The index of the last cluster below {@code fileLength} with a refcount above 0, or -1 when
+     * there is none (QEMU's qcow2_get_last_cluster, used to cut the file after a shrink).
+     */
+    long lastUsedCluster(long fileLength) throws IOException {
+        for (long c = ((fileLength + clusterSize - 1) >>> clusterBits) - 1; c >= 0; c--) {
+            if (get(c) > 0) {
+                return c;
+            }
+        }
+        return -1;
+    }
+
+    /**
      * Allocates {@code size} bytes (less than a cluster) for compressed data, packed back to back
      * after the previous allocation, as QEMU's qcow2_alloc_bytes does: the bytes may run into a
      * new cluster when that one directly follows, and every cluster the range touches gains one
@@ -226,17 +277,20 @@ final class Refcounts {
 
     /** The first free cluster at or after the hint, which becomes the new hint. */
     private long findFree() throws IOException {
-        long c = freeHint;
+        freeHint = firstFreeFrom(freeHint);
+        return freeHint;
+    }
+
+    private long firstFreeFrom(long from) throws IOException {
+        long c = from;
         while (true) {
             long t = c >>> blockEntriesBits;
             if (t >= table.length || (table[(int) t] & REFT_OFFSET_MASK) == 0) {
-                freeHint = c;
                 return c;
             }
             byte[] b = block((int) t);
             for (int i = (int) (c & (blockEntries - 1)); i < blockEntries; i++, c++) {
                 if (entry(b, i) == 0) {
-                    freeHint = c;
                     return c;
                 }
             }

@@ -98,12 +98,16 @@ public final class RawDriver implements BlockDriver {
         return out;
     }
 
+    /** As QEMU's raw: a window of fixed size cannot change; one with an offset moves its file's end. */
     @Override
     public void truncate(long newLength) throws IOException {
-        if (hasSize || offset != 0) {
-            throw new BlockException("Cannot resize a raw node with an offset or size", BlockException.ENOTSUP);
+        if (hasSize) {
+            throw new BlockException("Cannot resize fixed-size raw disks", BlockException.ENOTSUP);
         }
-        file.truncate(newLength);
+        if (Long.MAX_VALUE - newLength < offset) {
+            throw new BlockException("Disk size too large for the chosen offset", BlockException.EINVAL);
+        }
+        file.truncate(offset + newLength);
         size = newLength;
     }
 
