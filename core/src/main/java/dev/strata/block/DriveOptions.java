@@ -19,6 +19,10 @@ public final class DriveOptions {
     private static final Set<String> DEVICE_MODEL_KEYS =
             Set.of("bus", "unit", "index", "media", "werror", "rerror", "serial", "addr", "boot", "trans");
 
+    /** QEMU's interface names (if=); all are accepted, none gives Strata a guest device. */
+    private static final Set<String> INTERFACES =
+            Set.of("none", "ide", "scsi", "floppy", "pflash", "mtd", "sd", "virtio", "xen");
+
     private static final Map<String, String> DEFAULT_ID_PREFIX = Map.of(
             "none", "none", "virtio", "virtio", "floppy", "floppy", "pflash", "pflash", "mtd", "mtd", "sd", "sd");
 
@@ -38,6 +42,9 @@ public final class DriveOptions {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
         String iface = str(o, "if").orElse("ide");
+        if (!INTERFACES.contains(iface)) {
+            throw new BlockException("unsupported bus type '" + iface + "'", BlockException.EINVAL);
+        }
         String id = str(o, "id").orElse(null);
         if (id == null) {
             String prefix = DEFAULT_ID_PREFIX.get(iface);
@@ -96,7 +103,12 @@ public final class DriveOptions {
             case String path -> {
                 root.put("file", BlockOptions.empty().put("driver", "file").put("filename", path));
                 if (format == null) {
-                    format = graph.probe(path);
+                    try {
+                        format = graph.probe(path);
+                    } catch (java.nio.file.InvalidPathException e) {
+                        throw new BlockException(
+                                "Could not open '" + path + "': Invalid argument", BlockException.EINVAL);
+                    }
                 }
             }
             case BlockOptions nested -> root.put("file", nested);
