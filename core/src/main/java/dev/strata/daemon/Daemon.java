@@ -2,9 +2,9 @@ package dev.strata.daemon;
 
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
-import dev.strata.block.BlockOptions;
 import dev.strata.block.DriveOptions;
 import dev.strata.block.drivers.Drivers;
+import dev.strata.daemon.StartupOptions.SocketSpec;
 import dev.strata.job.Job;
 import dev.strata.job.JobRegistry;
 import dev.strata.nbd.NbdServer;
@@ -22,9 +22,6 @@ import dev.strata.qmp.commands.JobEvents;
 import dev.strata.qmp.commands.JobLauncher;
 import dev.strata.qmp.commands.NbdCommands;
 import dev.strata.qmp.commands.ResizeCommands;
-import dev.strata.qmp.json.Json;
-import dev.strata.qmp.schema.Decoder;
-import dev.strata.qmp.schema.SchemaException;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -171,8 +168,6 @@ public final class Daemon implements AutoCloseable {
         return qmp.listeners().stream().map(QmpListener::path).toList();
     }
 
-    private record SocketSpec(Path path, boolean waitForClient) {}
-
     private void apply(List<StartupOption> options) throws StartupException {
         Map<String, SocketSpec> chardevs = new LinkedHashMap<>();
         List<QmpListener> waitFor = new ArrayList<>();
@@ -181,32 +176,21 @@ public final class Daemon implements AutoCloseable {
                 case Blockdev(String text) -> addBlockdev(text);
                 case DriveOption(String text) -> addDrive(text);
                 case Chardev(String text) -> {
-                    var parsed = chardev(text);
+                    var parsed = StartupOptions.chardev(text);
                     if (chardevs.putIfAbsent(parsed.getKey(), parsed.getValue()) != null) {
                         throw new StartupException(
                                 "--chardev " + text + ": Duplicate ID '" + parsed.getKey() + "' for chardev");
                     }
                 }
                 case Monitor(String text) -> {
-                    BlockOptions m = parse("--monitor", text, "chardev");
-                    String id = m.string("chardev").orElse(null);
-                    if (id == null) {
-                        throw new StartupException("--monitor " + text + ": Parameter 'chardev' is missing");
-                    }
-                    String mode = m.string("mode").orElse("control");
-                    boolean pretty = bool("--monitor", text, m, "pretty", false);
-                    m.get("id");
-                    unknownKeys("--monitor", text, m);
-                    if (!mode.equals("control")) {
-                        throw new StartupException("--monitor " + text + ": Only QMP is supported");
-                    }
-                    SocketSpec spec = chardevs.get(id);
+                    StartupOptions.MonitorSpec m = StartupOptions.monitor(text);
+                    SocketSpec spec = chardevs.get(m.chardev());
                     if (spec == null) {
-                        throw new StartupException("--monitor " + text + ": chardev \"" + id + "\" not found");
+                        throw new StartupException("--monitor " + text + ": chardev \"" + m.chardev() + "\" not found");
                     }
-                    listen("--monitor " + text, spec, pretty, waitFor);
+                    listen("--monitor " + text, spec, m.pretty(), waitFor);
                 }
-                case QmpSocket(String text) -> listen("--qmp " + text, qmpSocket(text), false, waitFor);
+                case QmpSocket(String text) -> listen("--qmp " + text, StartupOptions.qmpSocket(text), false, waitFor);
                 case NbdServerOption(String text) -> DaemonNbd.startServer(nbd, text);
                 case ExportOption(String text) -> DaemonNbd.addExport(graph, nbd, text);
                 case PidFile(String path) -> this.pidFile = Path.of(path);
@@ -237,94 +221,9 @@ public final class Daemon implements AutoCloseable {
         }
     }
 
-    private static BlockOptions parse(String option, String text, String impliedKey) throws StartupException {
-        try {
-            return BlockOptions.parseKeyValue(text, impliedKey);
-        } catch (IllegalArgumentException e) {
-            throw new StartupException(option + " " + text + ": " + e.getMessage());
-        }
-    }
-
-    private static boolean bool(String option, String text, BlockOptions o, String key, boolean def)
-            throws StartupException {
-        try {
-            return o.bool(key, def);
-        } catch (IllegalArgumentException e) {
-            throw new StartupException(option + " " + text + ": " + e.getMessage());
-        }
-    }
-
-    private static void unknownKeys(String option, String text, BlockOptions o) throws StartupException {
-        if (!o.unusedKeys().isEmpty()) {
-            throw new StartupException(option + " " + text + ": Invalid parameter '"
-                    + o.unusedKeys().getFirst() + "'");
-        }
-    }
-
-    private static Map.Entry<String, SocketSpec> chardev(String text) throws StartupException {
-        BlockOptions c = parse("--chardev", text, "backend");
-        String backend = c.string("backend").orElse("");
-        String id = c.string("id").orElse(null);
-        if (!backend.equals("socket")) {
-            throw new StartupException("--chardev " + text + ": chardev backend '" + backend
-                    + "' is not supported by Strata (only socket,path=...,server=on)");
-        }
-        if (id == null) {
-            throw new StartupException("--chardev " + text + ": chardev: no id specified");
-        }
-        String path = c.string("path").orElse(null);
-        boolean server = bool("--chardev", text, c, "server", false);
-        boolean wait = bool("--chardev", text, c, "wait", true);
-        unknownKeys("--chardev", text, c);
-        if (path == null) {
-            throw new StartupException("--chardev " + text + ": Strata serves QMP on UNIX sockets: path= is needed");
-        }
-        if (!server) {
-            throw new StartupException("--chardev " + text + ": Strata's QMP sockets are servers: use server=on");
-        }
-        return Map.entry(id, new SocketSpec(Path.of(path), wait));
-    }
-
-    private static SocketSpec qmpSocket(String text) throws StartupException {
-        if (!text.startsWith("unix:")) {
-            throw new StartupException("--qmp " + text + ": Strata serves QMP on UNIX sockets: use unix:PATH");
-        }
-        BlockOptions q = parse("--qmp", text.substring("unix:".length()), "path");
-        String path = q.string("path").orElse("");
-        boolean server = bool("--qmp", text, q, "server", false);
-        boolean wait = bool("--qmp", text, q, "wait", true);
-        unknownKeys("--qmp", text, q);
-        if (path.isEmpty()) {
-            throw new StartupException("--qmp " + text + ": a socket path is needed");
-        }
-        if (!server) {
-            throw new StartupException("--qmp " + text + ": Strata's QMP sockets are servers: use server=on");
-        }
-        return new SocketSpec(Path.of(path), wait);
-    }
-
     private void addBlockdev(String text) throws StartupException {
-        Map<String, Object> json;
-        Decoder.Mode mode;
         try {
-            if (text.startsWith("{")) {
-                if (!(Json.parse(text) instanceof Map<?, ?> m)) {
-                    throw new IllegalArgumentException("expected a JSON object");
-                }
-                json = castMap(m);
-                mode = Decoder.Mode.JSON;
-            } else {
-                json = toMap(BlockOptions.parseKeyValue(text, "driver"));
-                mode = Decoder.Mode.KEYVAL;
-            }
-        } catch (IllegalArgumentException e) {
-            throw new StartupException("--blockdev " + text + ": " + e.getMessage());
-        }
-        try {
-            Object decoded = Decoder.decodeArguments(blockdevSchema.union(), json, mode);
-            BlockCommands.add(graph, castMap(decoded));
-        } catch (SchemaException e) {
-            throw new StartupException("--blockdev " + text + ": " + e.getMessage());
+            BlockCommands.add(graph, StartupOptions.blockdev(text, blockdevSchema));
         } catch (QmpException e) {
             throw new StartupException("--blockdev " + text + ": " + e.desc());
         }
@@ -336,20 +235,6 @@ public final class Daemon implements AutoCloseable {
         } catch (IOException e) {
             throw new StartupException("--drive " + text + ": " + e.getMessage());
         }
-    }
-
-    @SuppressWarnings("unchecked")
-    private static Map<String, Object> castMap(Object m) {
-        return (Map<String, Object>) m;
-    }
-
-    /** The key=value tree as the JSON-shaped maps the decoder reads (values stay strings). */
-    private static Map<String, Object> toMap(BlockOptions options) {
-        Map<String, Object> out = new LinkedHashMap<>();
-        for (var e : options.asMap().entrySet()) {
-            out.put(e.getKey(), e.getValue() instanceof BlockOptions nested ? toMap(nested) : e.getValue());
-        }
-        return out;
     }
 
     private static void writePidFile(Path path) throws StartupException {
