@@ -387,7 +387,7 @@ public final class BlockNode implements AutoCloseable {
                 if (e.kind() == Extent.Kind.UNALLOCATED && backing().isPresent()) {
                     resolveInBacking(backing().get(), e, out);
                 } else {
-                    append(out, e);
+                    Extent.appendMerged(out, e);
                 }
                 pos = e.end();
             }
@@ -400,36 +400,13 @@ public final class BlockNode implements AutoCloseable {
         long split = Math.min(e.end(), Math.max(e.offset(), backingLength));
         if (split > e.offset()) {
             for (Extent b : backing.blockStatus(e.offset(), split - e.offset())) {
-                append(out, b.withDepth(b.depth() + 1));
+                Extent.appendMerged(out, b.withDepth(b.depth() + 1));
             }
         }
         if (split < e.end()) {
             // past the end of a shorter backing file: reads as zeros, found in no layer
-            append(out, new Extent(split, e.end() - split, Extent.Kind.UNALLOCATED, 1, -1, null));
+            Extent.appendMerged(out, new Extent(split, e.end() - split, Extent.Kind.UNALLOCATED, 1, -1, null));
         }
-    }
-
-    private static void append(List<Extent> out, Extent e) {
-        if (!out.isEmpty()) {
-            Extent last = out.getLast();
-            boolean hostContiguous = last.hostOffset() < 0
-                    ? e.hostOffset() < 0
-                    : e.hostOffset() == last.hostOffset() + last.length()
-                            && java.util.Objects.equals(last.hostFile(), e.hostFile());
-            if (last.end() == e.offset() && last.kind() == e.kind() && last.depth() == e.depth() && hostContiguous) {
-                out.set(
-                        out.size() - 1,
-                        new Extent(
-                                last.offset(),
-                                last.length() + e.length(),
-                                last.kind(),
-                                last.depth(),
-                                last.hostOffset(),
-                                last.hostFile()));
-                return;
-            }
-        }
-        out.add(e);
     }
 
     void checkRange(long offset, long length) throws IOException {

@@ -58,4 +58,31 @@ public record Extent(long offset, long length, Kind kind, int depth, long hostOf
         long host = hostOffset < 0 ? -1 : hostOffset + (s - offset);
         return new Extent(s, e - s, kind, depth, host, hostFile);
     }
+
+    /**
+     * Adds {@code e} to a list of adjacent extents, merged into the last one when it continues it:
+     * same kind and depth, and the host bytes continue in the same file (or neither has any).
+     */
+    public static void appendMerged(java.util.List<Extent> out, Extent e) {
+        if (!out.isEmpty()) {
+            Extent last = out.getLast();
+            boolean hostContiguous = last.hostOffset() < 0
+                    ? e.hostOffset() < 0
+                    : e.hostOffset() == last.hostOffset() + last.length()
+                            && java.util.Objects.equals(last.hostFile(), e.hostFile());
+            if (last.end() == e.offset() && last.kind() == e.kind() && last.depth() == e.depth() && hostContiguous) {
+                out.set(
+                        out.size() - 1,
+                        new Extent(
+                                last.offset(),
+                                last.length() + e.length(),
+                                last.kind(),
+                                last.depth(),
+                                last.hostOffset(),
+                                last.hostFile()));
+                return;
+            }
+        }
+        out.add(e);
+    }
 }

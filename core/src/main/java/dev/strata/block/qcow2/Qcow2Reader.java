@@ -242,34 +242,13 @@ final class Qcow2Reader {
                     case NORMAL -> new Extent(pos, n, Extent.Kind.DATA, 0, host + inCl, hostFile);
                     case COMPRESSED -> Extent.of(pos, n, Extent.Kind.DATA);
                 };
-                append(out, x);
+                Extent.appendMerged(out, x);
                 pos += n;
             }
         } finally {
             lock.readLock().unlock();
         }
         return out;
-    }
-
-    private static void append(List<Extent> out, Extent e) {
-        if (!out.isEmpty()) {
-            Extent last = out.getLast();
-            boolean hostContiguous =
-                    last.hostOffset() < 0 ? e.hostOffset() < 0 : e.hostOffset() == last.hostOffset() + last.length();
-            if (last.end() == e.offset() && last.kind() == e.kind() && hostContiguous) {
-                out.set(
-                        out.size() - 1,
-                        new Extent(
-                                last.offset(),
-                                last.length() + e.length(),
-                                last.kind(),
-                                0,
-                                last.hostOffset(),
-                                last.hostFile()));
-                return;
-            }
-        }
-        out.add(e);
     }
 
     /** Ends the pooled decompressors' inflaters. */
