@@ -3,7 +3,6 @@ package dev.strata.block.qcow2;
 import dev.strata.block.BlockException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -20,7 +19,8 @@ import java.util.Optional;
  * checks every field against the file and QEMU's limits, in QEMU's words, so that callers (the
  * driver, {@code check}) never trust a size read from disk. {@link #encode} writes the whole
  * header cluster back with every extension it was parsed with, so rewriting the header never loses
- * data of a feature Strata does not know.
+ * data of a feature Strata does not know. The three live in {@code Qcow2HeaderParser}, {@code
+ * Qcow2HeaderValidator} and {@code Qcow2HeaderEncoder}; this record is the value and its copies.
  *
  * @param version 2 or 3
  * @param backingFileOffset where the backing file name is stored, 0 without backing file
@@ -223,7 +223,7 @@ public record Qcow2Header(
     }
 
     // ---------------------------------------------------------------------------------------
-    // parsing
+    // parsing, validation and encoding
 
     /** Positional reads from wherever the image lives (a channel, a block node). */
     @FunctionalInterface
@@ -237,34 +237,12 @@ public record Qcow2Header(
      * the largest cluster size QEMU opens), never past the end of the file.
      */
     public static Qcow2Header parse(FileChannel channel) throws IOException {
-        return read(
-                (pos, dst) -> {
-                    long p = pos;
-                    int n;
-                    while (dst.hasRemaining() && (n = channel.read(dst, p)) > 0) {
-                        p += n;
-                    }
-                },
-                channel.size());
+        return Qcow2HeaderParser.parse(channel);
     }
 
     /** Reads the header cluster of an image of {@code fileSize} bytes from {@code source} and parses it. */
     public static Qcow2Header read(Source source, long fileSize) throws IOException {
-        ByteBuffer fixed = ByteBuffer.allocate((int) Math.min(fileSize, V3_HEADER_LENGTH));
-        source.read(0, fixed);
-        fixed.flip();
-        if (fixed.remaining() < V2_HEADER_LENGTH || fixed.getInt(0) != MAGIC) {
-            throw new BlockException("Image is not in qcow2 format", BlockException.EINVAL);
-        }
-        int clusterBits = fixed.getInt(20);
-        if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
-            // parse reports a bad version before a bad cluster size, as QEMU does
-            return parse(fixed);
-        }
-        ByteBuffer cluster = ByteBuffer.allocate((int) Math.min(fileSize, 1L << clusterBits));
-        source.read(0, cluster);
-        cluster.flip();
-        return parse(cluster);
+        return Qcow2HeaderParser.read(source, fileSize);
     }
 
     /**
@@ -272,134 +250,8 @@ public record Qcow2Header(
      * the whole header cluster, or the whole file when it is shorter than a cluster.
      */
     public static Qcow2Header parse(ByteBuffer buf) throws BlockException {
-        ByteBuffer b = buf.slice().order(ByteOrder.BIG_ENDIAN);
-        int avail = b.remaining();
-        if (avail < V2_HEADER_LENGTH || b.getInt(0) != MAGIC) {
-            throw new BlockException("Image is not in qcow2 format", BlockException.EINVAL);
-        }
-        int version = b.getInt(4);
-        if (version < 2 || version > 3) {
-            throw new BlockException(
-                    "Unsupported qcow2 version " + Integer.toUnsignedString(version), BlockException.ENOTSUP);
-        }
-        long backingFileOffset = b.getLong(8);
-        int backingFileSize = b.getInt(16);
-        int clusterBits = b.getInt(20);
-        checkClusterBits(clusterBits);
-        int clusterSize = 1 << clusterBits;
-        long size = b.getLong(24);
-        int cryptMethod = b.getInt(32);
-        int l1Size = b.getInt(36);
-        long l1TableOffset = b.getLong(40);
-        long refcountTableOffset = b.getLong(48);
-        int refcountTableClusters = b.getInt(56);
-        int nbSnapshots = b.getInt(60);
-        long snapshotsOffset = b.getLong(64);
-
-        long incompatible = 0;
-        long compatible = 0;
-        long autoclear = 0;
-        int refcountOrder = 4;
-        int headerLength = V2_HEADER_LENGTH;
-        byte[] additional = new byte[0];
-        int compressionType = COMPRESSION_DEFLATE;
-        if (version == 3) {
-            if (avail < V3_HEADER_LENGTH) {
-                throw new BlockException("qcow2 header too short", BlockException.EINVAL);
-            }
-            incompatible = b.getLong(72);
-            compatible = b.getLong(80);
-            autoclear = b.getLong(88);
-            refcountOrder = b.getInt(96);
-            headerLength = b.getInt(100);
-            if (headerLength < V3_HEADER_LENGTH) {
-                throw new BlockException("qcow2 header too short", BlockException.EINVAL);
-            }
-            if (headerLength > clusterSize) {
-                throw new BlockException("qcow2 header exceeds cluster size", BlockException.EINVAL);
-            }
-            if (headerLength > avail) {
-                throw new BlockException("qcow2 header is truncated", BlockException.EINVAL);
-            }
-            additional = new byte[headerLength - V3_HEADER_LENGTH];
-            b.get(V3_HEADER_LENGTH, additional);
-            if (additional.length > 0) {
-                compressionType = additional[0] & 0xff;
-            }
-        }
-
-        // extensions run from the end of the header to the end marker, inside the first cluster
-        // and before the backing file name
-        long extEnd = Math.min(avail, clusterSize);
-        if (backingFileOffset != 0 && backingFileOffset < extEnd) {
-            extEnd = backingFileOffset;
-        }
-        List<HeaderExtension> extensions = new ArrayList<>();
-        long pos = headerLength;
-        while (pos + 8 <= extEnd) {
-            int type = b.getInt((int) pos);
-            long len = Integer.toUnsignedLong(b.getInt((int) pos + 4));
-            if (type == EXT_END) {
-                break;
-            }
-            if (len > extEnd - pos - 8) {
-                throw new BlockException(
-                        "Invalid qcow2 header extension 0x" + Integer.toHexString(type) + ": length " + len
-                                + " runs past the end of the header area",
-                        BlockException.EINVAL);
-            }
-            byte[] data = new byte[(int) len];
-            b.get((int) pos + 8, data);
-            extensions.add(new HeaderExtension(type, data));
-            pos += 8 + ((len + 7) & ~7L);
-        }
-
-        String backingFile = null;
-        if (backingFileOffset != 0) {
-            if (Integer.toUnsignedLong(backingFileSize) > MAX_BACKING_FILE_NAME) {
-                throw new BlockException("Backing file name too long", BlockException.EINVAL);
-            }
-            if (backingFileOffset < 0
-                    || backingFileOffset > clusterSize - (long) backingFileSize
-                    || backingFileOffset + backingFileSize > avail) {
-                throw new BlockException("Invalid backing file offset", BlockException.EINVAL);
-            }
-            byte[] name = new byte[backingFileSize];
-            b.get((int) backingFileOffset, name);
-            backingFile = new String(name, StandardCharsets.UTF_8);
-        }
-        return new Qcow2Header(
-                version,
-                backingFileOffset,
-                backingFileSize,
-                clusterBits,
-                size,
-                cryptMethod,
-                l1Size,
-                l1TableOffset,
-                refcountTableOffset,
-                refcountTableClusters,
-                nbSnapshots,
-                snapshotsOffset,
-                incompatible,
-                compatible,
-                autoclear,
-                refcountOrder,
-                headerLength,
-                compressionType,
-                additional,
-                extensions,
-                backingFile);
+        return Qcow2HeaderParser.parse(buf);
     }
-
-    private static void checkClusterBits(int clusterBits) throws BlockException {
-        if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
-            throw new BlockException("Unsupported cluster size: 2^" + clusterBits, BlockException.EINVAL);
-        }
-    }
-
-    // ---------------------------------------------------------------------------------------
-    // validation
 
     /**
      * Checks every field against QEMU's rules and the file's size, so that no size or offset read
@@ -408,103 +260,7 @@ public record Qcow2Header(
      * depends on the reader.
      */
     public void validate(long fileSize) throws BlockException {
-        int cs = clusterSize();
-        if (refcountOrder < 0 || refcountOrder > 6) {
-            throw new BlockException(
-                    "Reference count entry width too large; may not exceed 64 bits", BlockException.EINVAL);
-        }
-        if (size < 0) {
-            throw new BlockException("Image is too big", BlockException.EFBIG);
-        }
-        if (version == 3 && (headerLength & 7) != 0) {
-            throw new BlockException(
-                    "qcow2 header length " + headerLength + " is not a multiple of 8", BlockException.EINVAL);
-        }
-        if ((incompatibleFeatures & INCOMPAT_COMPRESSION) != 0) {
-            if (headerLength <= V3_HEADER_LENGTH) {
-                throw new BlockException("qcow2 header too short to hold the compression type", BlockException.EINVAL);
-            }
-            if (compressionType == COMPRESSION_DEFLATE) {
-                throw new BlockException(
-                        "Invalid compression type: the compression type bit is set but the type is zlib",
-                        BlockException.EINVAL);
-            }
-        } else if (compressionType != COMPRESSION_DEFLATE) {
-            throw new BlockException(
-                    "compression_type is set but the compression type bit is not set", BlockException.EINVAL);
-        }
-        if (compressionType > COMPRESSION_ZSTD) {
-            throw new BlockException("Unknown compression type " + compressionType, BlockException.ENOTSUP);
-        }
-        if (hasExtendedL2() && clusterBits < 14) {
-            throw new BlockException("Extended L2 entries need clusters of at least 16 KiB", BlockException.EINVAL);
-        }
-
-        // refcount table
-        long reftableBytes = Integer.toUnsignedLong(refcountTableClusters) * cs;
-        if (refcountTableClusters == 0) {
-            throw new BlockException("Image does not contain a reference count table", BlockException.EINVAL);
-        }
-        if (reftableBytes > MAX_REFTABLE_BYTES) {
-            throw new BlockException("Reference count table too large", BlockException.EINVAL);
-        }
-        checkTable("Reference count table", refcountTableOffset, reftableBytes, fileSize);
-
-        // L1 table
-        long l1 = Integer.toUnsignedLong(l1Size);
-        if (l1 * 8 > MAX_L1_BYTES) {
-            throw new BlockException("Active L1 table too large", BlockException.EFBIG);
-        }
-        long needed = requiredL1Entries(size, clusterBits, l2Entries());
-        if (needed > MAX_L1_BYTES / 8) {
-            throw new BlockException("Image is too big", BlockException.EFBIG);
-        }
-        if (l1 < needed) {
-            throw new BlockException("L1 table is too small", BlockException.EINVAL);
-        }
-        if (l1 > 0) {
-            checkTable("L1 table", l1TableOffset, l1 * 8, fileSize);
-        }
-
-        // snapshots are not read, but their table must still be sane
-        if (Integer.toUnsignedLong(nbSnapshots) > MAX_SNAPSHOTS) {
-            throw new BlockException("Too many snapshots", BlockException.EINVAL);
-        }
-        if (nbSnapshots != 0 && (snapshotsOffset % cs != 0 || snapshotsOffset <= 0 || snapshotsOffset >= fileSize)) {
-            throw new BlockException("Snapshot table offset invalid", BlockException.EINVAL);
-        }
-
-        for (HeaderExtension e : extensions) {
-            switch (e.type()) {
-                case EXT_BACKING_FORMAT -> {
-                    if (e.length() > 1023) {
-                        throw new BlockException(
-                                "ERROR: ext_backing_format: len=" + e.length() + " too large", BlockException.EINVAL);
-                    }
-                }
-                case EXT_BITMAPS -> {
-                    if (e.length() != 24) {
-                        throw new BlockException("bitmaps_ext: Invalid extension length", BlockException.EINVAL);
-                    }
-                }
-                default -> {
-                    // other extensions are kept as they are
-                }
-            }
-        }
-    }
-
-    private void checkTable(String what, long offset, long bytes, long fileSize) throws BlockException {
-        if (offset <= 0 || offset % clusterSize() != 0) {
-            throw new BlockException(
-                    "Invalid " + what.toLowerCase(java.util.Locale.ROOT).replace("l1", "L1") + " offset",
-                    BlockException.EINVAL);
-        }
-        if (offset > fileSize || bytes > fileSize - offset) {
-            throw new BlockException(
-                    what + " at offset " + offset + " (" + bytes + " bytes) lies outside the image file",
-                    BlockException.EINVAL);
-        }
+        Qcow2HeaderValidator.validate(this, fileSize);
     }
 
     /** Entries the L1 table needs to map {@code size} bytes. */
@@ -519,25 +275,8 @@ public record Qcow2Header(
      * are supported. Names come from the image's own feature name table.
      */
     public Optional<String> unsupportedFeatures(long supported) {
-        long unsupported = incompatibleFeatures & ~supported;
-        if (unsupported == 0) {
-            return Optional.empty();
-        }
-        List<String> names = new ArrayList<>();
-        for (FeatureName f : featureNames()) {
-            if (f.kind() == 0 && f.bit() < 64 && (unsupported & (1L << f.bit())) != 0) {
-                names.add(f.name());
-                unsupported &= ~(1L << f.bit());
-            }
-        }
-        if (unsupported != 0) {
-            names.add("Unknown incompatible feature: " + Long.toHexString(unsupported));
-        }
-        return Optional.of("Unsupported qcow2 feature(s): " + String.join(", ", names));
+        return Qcow2HeaderValidator.unsupportedFeatures(this, supported);
     }
-
-    // ---------------------------------------------------------------------------------------
-    // encoding and copies
 
     /**
      * Encodes the whole header area: fixed header, additional fields, extensions, end marker and
@@ -545,136 +284,75 @@ public record Qcow2Header(
      * cluster; {@link #backingFileOffset()} of the encoded header may differ from this one's.
      */
     public byte[] encode() throws BlockException {
-        int cs = clusterSize();
-        int extBytes = 0;
-        for (HeaderExtension e : extensions) {
-            extBytes += 8 + ((e.length() + 7) & ~7);
-        }
-        byte[] name = backingFile == null ? new byte[0] : backingFile.getBytes(StandardCharsets.UTF_8);
-        if (name.length > MAX_BACKING_FILE_NAME) {
-            throw new BlockException("Backing file name too long", BlockException.EINVAL);
-        }
-        long total = (long) headerLength + extBytes + 8 + name.length;
-        if (total > cs) {
-            throw new BlockException(
-                    "Header extensions and backing file name do not fit in one cluster", BlockException.ENOSPC);
-        }
-        ByteBuffer b = ByteBuffer.allocate((int) total).order(ByteOrder.BIG_ENDIAN);
-        long backingOffset = backingFile == null ? 0 : (long) headerLength + extBytes + 8;
-        b.putInt(0, MAGIC);
-        b.putInt(4, version);
-        b.putLong(8, backingOffset);
-        b.putInt(16, backingFile == null ? 0 : name.length);
-        b.putInt(20, clusterBits);
-        b.putLong(24, size);
-        b.putInt(32, cryptMethod);
-        b.putInt(36, l1Size);
-        b.putLong(40, l1TableOffset);
-        b.putLong(48, refcountTableOffset);
-        b.putInt(56, refcountTableClusters);
-        b.putInt(60, nbSnapshots);
-        b.putLong(64, snapshotsOffset);
-        if (version >= 3) {
-            b.putLong(72, incompatibleFeatures);
-            b.putLong(80, compatibleFeatures);
-            b.putLong(88, autoclearFeatures);
-            b.putInt(96, refcountOrder);
-            b.putInt(100, headerLength);
-            b.put(V3_HEADER_LENGTH, additionalFields);
-            if (additionalFields.length > 0) {
-                b.put(V3_HEADER_LENGTH, (byte) compressionType);
-            }
-        }
-        int pos = headerLength;
-        for (HeaderExtension e : extensions) {
-            b.putInt(pos, e.type());
-            b.putInt(pos + 4, e.length());
-            b.put(pos + 8, e.data);
-            pos += 8 + ((e.length() + 7) & ~7);
-        }
-        // end marker: 8 zero bytes already there
-        pos += 8;
-        b.put(pos, name);
-        return b.array();
+        return Qcow2HeaderEncoder.encode(this);
     }
 
+    // ---------------------------------------------------------------------------------------
+    // copies
+
     public Qcow2Header withAutoclearFeatures(long bits) {
-        return new Qcow2Header(
-                version,
-                backingFileOffset,
-                backingFileSize,
-                clusterBits,
+        return copy(
                 size,
-                cryptMethod,
                 l1Size,
                 l1TableOffset,
                 refcountTableOffset,
                 refcountTableClusters,
-                nbSnapshots,
-                snapshotsOffset,
                 incompatibleFeatures,
-                compatibleFeatures,
                 bits,
-                refcountOrder,
-                headerLength,
-                compressionType,
-                additionalFields,
-                extensions,
-                backingFile);
+                extensions);
     }
 
     public Qcow2Header withIncompatibleFeatures(long bits) {
-        return new Qcow2Header(
-                version,
-                backingFileOffset,
-                backingFileSize,
-                clusterBits,
+        return copy(
                 size,
-                cryptMethod,
                 l1Size,
                 l1TableOffset,
                 refcountTableOffset,
                 refcountTableClusters,
-                nbSnapshots,
-                snapshotsOffset,
                 bits,
-                compatibleFeatures,
                 autoclearFeatures,
-                refcountOrder,
-                headerLength,
-                compressionType,
-                additionalFields,
-                extensions,
-                backingFile);
+                extensions);
     }
 
     public Qcow2Header withRefcountTable(long offset, int clusters) {
-        return new Qcow2Header(
-                version,
-                backingFileOffset,
-                backingFileSize,
-                clusterBits,
-                size,
-                cryptMethod,
-                l1Size,
-                l1TableOffset,
-                offset,
-                clusters,
-                nbSnapshots,
-                snapshotsOffset,
-                incompatibleFeatures,
-                compatibleFeatures,
-                autoclearFeatures,
-                refcountOrder,
-                headerLength,
-                compressionType,
-                additionalFields,
-                extensions,
-                backingFile);
+        return copy(size, l1Size, l1TableOffset, offset, clusters, incompatibleFeatures, autoclearFeatures, extensions);
     }
 
     /** The header after a resize: the virtual size and the active L1 table. */
     public Qcow2Header withSizeAndL1(long newSize, int newL1Size, long newL1Offset) {
+        return copy(
+                newSize,
+                newL1Size,
+                newL1Offset,
+                refcountTableOffset,
+                refcountTableClusters,
+                incompatibleFeatures,
+                autoclearFeatures,
+                extensions);
+    }
+
+    public Qcow2Header withExtensions(List<HeaderExtension> newExtensions) {
+        return copy(
+                size,
+                l1Size,
+                l1TableOffset,
+                refcountTableOffset,
+                refcountTableClusters,
+                incompatibleFeatures,
+                autoclearFeatures,
+                newExtensions);
+    }
+
+    /** This header with the fields the {@code with} methods change replaced, every other field kept. */
+    private Qcow2Header copy(
+            long newSize,
+            int newL1Size,
+            long newL1TableOffset,
+            long newRefcountTableOffset,
+            int newRefcountTableClusters,
+            long newIncompatibleFeatures,
+            long newAutoclearFeatures,
+            List<HeaderExtension> newExtensions) {
         return new Qcow2Header(
                 version,
                 backingFileOffset,
@@ -683,39 +361,14 @@ public record Qcow2Header(
                 newSize,
                 cryptMethod,
                 newL1Size,
-                newL1Offset,
-                refcountTableOffset,
-                refcountTableClusters,
+                newL1TableOffset,
+                newRefcountTableOffset,
+                newRefcountTableClusters,
                 nbSnapshots,
                 snapshotsOffset,
-                incompatibleFeatures,
+                newIncompatibleFeatures,
                 compatibleFeatures,
-                autoclearFeatures,
-                refcountOrder,
-                headerLength,
-                compressionType,
-                additionalFields,
-                extensions,
-                backingFile);
-    }
-
-    public Qcow2Header withExtensions(List<HeaderExtension> newExtensions) {
-        return new Qcow2Header(
-                version,
-                backingFileOffset,
-                backingFileSize,
-                clusterBits,
-                size,
-                cryptMethod,
-                l1Size,
-                l1TableOffset,
-                refcountTableOffset,
-                refcountTableClusters,
-                nbSnapshots,
-                snapshotsOffset,
-                incompatibleFeatures,
-                compatibleFeatures,
-                autoclearFeatures,
+                newAutoclearFeatures,
                 refcountOrder,
                 headerLength,
                 compressionType,
