@@ -8,6 +8,8 @@ import dev.strata.job.JobListener.ErrorAction;
 import dev.strata.job.JobRegistry;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * A backup job: copies the source as it was when the job was created to the target, while the
@@ -97,7 +99,6 @@ public final class BackupJob extends Job {
      */
     void attach() {
         source.addBeforeWrite(hook);
-        source.attachJob();
         target.addBlocker(BLOCKER);
     }
 
@@ -147,6 +148,7 @@ public final class BackupJob extends Job {
             }
             long speed = currentSpeed();
             if (speed == 0) {
+                lastSpeed = 0;
                 CopyFailure f = burst(bufs);
                 if (f != null) {
                     if (failed(f)) {
@@ -177,19 +179,15 @@ public final class BackupJob extends Job {
                 pos = 0;
                 continue;
             }
-            try {
-                copy.copy(r, bufs[0]);
-                copy.release(r, true);
-                addProgress(r.length());
-                pos = r.end();
-            } catch (CopyFailure f) {
-                copy.release(r, false);
+            CopyFailure f = copyRun(r, bufs[0]);
+            if (f != null) {
                 pos = r.start();
                 if (failed(f)) {
                     return true;
                 }
                 continue;
             }
+            pos = r.end();
             next += r.length() * 1_000_000_000L / speed;
             long delay = next - System.nanoTime();
             if (delay > 0 && sleep(delay)) {
@@ -221,11 +219,9 @@ public final class BackupJob extends Job {
      * for the job's thread to handle (its run is left to copy again).
      */
     private CopyFailure burst(ByteBuffer[] bufs) {
-        java.util.concurrent.atomic.AtomicLong cursor = new java.util.concurrent.atomic.AtomicLong();
-        java.util.concurrent.atomic.AtomicReference<CopyFailure> failure =
-                new java.util.concurrent.atomic.AtomicReference<>();
-        java.util.concurrent.atomic.AtomicReference<RuntimeException> crash =
-                new java.util.concurrent.atomic.AtomicReference<>();
+        AtomicLong cursor = new AtomicLong();
+        AtomicReference<CopyFailure> failure = new AtomicReference<>();
+        AtomicReference<RuntimeException> crash = new AtomicReference<>();
         Thread[] workers = new Thread[bufs.length];
         for (int i = 0; i < workers.length; i++) {
             ByteBuffer buf = bufs[i];
@@ -257,10 +253,7 @@ public final class BackupJob extends Job {
         return failure.get();
     }
 
-    private void work(
-            ByteBuffer buf,
-            java.util.concurrent.atomic.AtomicLong cursor,
-            java.util.concurrent.atomic.AtomicReference<CopyFailure> failure) {
+    private void work(ByteBuffer buf, AtomicLong cursor, AtomicReference<CopyFailure> failure) {
         while (failure.get() == null && !stopRequested()) {
             long from = cursor.get();
             BlockCopy.Run r = copy.claimNext(from, CHUNK);
@@ -272,18 +265,27 @@ public final class BackupJob extends Job {
                 return;
             }
             cursor.set(r.end());
-            try {
-                copy.copy(r, buf);
-                copy.release(r, true);
-                addProgress(r.length());
-            } catch (CopyFailure f) {
-                copy.release(r, false);
+            CopyFailure f = copyRun(r, buf);
+            if (f != null) {
                 failure.compareAndSet(null, f);
                 return;
-            } catch (RuntimeException e) {
-                copy.release(r, false);
-                throw e;
             }
+        }
+    }
+
+    /** Copies one claimed run and ends the claim; on failure the run is left to copy again. */
+    private CopyFailure copyRun(BlockCopy.Run r, ByteBuffer buf) {
+        try {
+            copy.copy(r, buf);
+            copy.release(r, true);
+            addProgress(r.length());
+            return null;
+        } catch (CopyFailure f) {
+            copy.release(r, false);
+            return f;
+        } catch (RuntimeException e) {
+            copy.release(r, false);
+            throw e;
         }
     }
 
@@ -329,7 +331,6 @@ public final class BackupJob extends Job {
         copy.detach();
         source.removeBeforeWrite(hook);
         copy.awaitIdle();
-        source.detachJob();
         target.removeBlocker(BLOCKER);
         if (onClean != null) {
             onClean.run();

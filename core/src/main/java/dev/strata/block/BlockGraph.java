@@ -267,7 +267,6 @@ public final class BlockGraph implements AutoCloseable {
         synchronized (this) {
             drives.put(id, drive);
         }
-        root.attachUser();
         return drive;
     }
 
@@ -283,7 +282,7 @@ public final class BlockGraph implements AutoCloseable {
                 throw new BlockException("Device '" + id + "' not found");
             }
             BlockNode root = drive.root();
-            if (root.hasJobParents()) {
+            if (underFilter(root)) {
                 throw new BlockException("Node '" + id + "' is busy: block device is in use by block job: backup");
             }
             if (root.blocker().isPresent()) {
@@ -296,19 +295,24 @@ public final class BlockGraph implements AutoCloseable {
                             "Node '" + root.nodeName() + "' is in use by node '" + other.nodeName() + "'");
                 }
             }
-            drives.remove(id);
-        }
-        drive.root().detachUser();
-        try {
-            remove(drive.root().nodeName());
-        } catch (BlockException e) {
-            // an export still holds the root: the drive stays as it was
-            synchronized (this) {
-                drives.put(id, drive);
+            if (root.hasUsers()) {
+                // an export still holds the root
+                throw new BlockException("Node " + root.nodeName() + " is in use");
             }
-            drive.root().attachUser();
-            throw e;
+            drives.remove(id);
+            nodes.remove(root.nodeName());
         }
+        drive.root().close();
+    }
+
+    /** Whether a job's filter node (a running backup's copy-before-write) sits on {@code node}. */
+    private boolean underFilter(BlockNode node) {
+        for (BlockNode n : nodes.values()) {
+            if (n.driver().isFilter() && n.children().get("file") == node) {
+                return true;
+            }
+        }
+        return false;
     }
 
     public synchronized Optional<Drive> drive(String id) {
@@ -322,12 +326,16 @@ public final class BlockGraph implements AutoCloseable {
 
     /** The drive whose root is {@code node}, if any. */
     public synchronized Optional<Drive> driveOf(BlockNode node) {
+        return Optional.ofNullable(driveOfLocked(node));
+    }
+
+    private Drive driveOfLocked(BlockNode node) {
         for (Drive d : drives.values()) {
             if (d.root() == node) {
-                return Optional.of(d);
+                return d;
             }
         }
-        return Optional.empty();
+        return null;
     }
 
     /**
@@ -367,8 +375,9 @@ public final class BlockGraph implements AutoCloseable {
     }
 
     /**
-     * Closes a named node and drops it from the graph (blockdev-del); refused, as in QEMU, while
-     * another node uses it as a child.
+     * Closes a named node and drops it from the graph (blockdev-del); refused, as in QEMU, while a
+     * drive or an export holds it or another node uses it as a child (a running backup's filter
+     * node too).
      */
     public void remove(String nodeName) throws IOException {
         BlockNode node;
@@ -377,11 +386,8 @@ public final class BlockGraph implements AutoCloseable {
             if (node == null) {
                 throw new BlockException("Failed to find node with node-name='" + nodeName + "'");
             }
-            // a job's copy-before-write is a parent outside the graph, as QEMU's filter node is
-            if (node.hasJobParents()) {
-                throw new BlockException("Block device " + nodeName + " is in use");
-            }
-            if (node.hasUsers()) {
+            // an export, or a drive (whose node goes with drive_del, not blockdev-del)
+            if (node.hasUsers() || driveOfLocked(node) != null) {
                 throw new BlockException("Node " + nodeName + " is in use");
             }
             for (BlockNode other : nodes.values()) {

@@ -51,7 +51,7 @@ public final class BlockNode implements AutoCloseable {
     // replaced, never mutated, under this
     private volatile BeforeWrite[] beforeWrites = new BeforeWrite[0];
     private volatile List<String> blockers = List.of();
-    /** Users outside the graph (NBD exports): QEMU's BlockBackends, which blockdev-del refuses. */
+    /** Users outside the graph (NBD exports, a job's filter node): blockdev-del refuses the node. */
     private final java.util.concurrent.atomic.AtomicInteger users = new java.util.concurrent.atomic.AtomicInteger();
 
     BlockNode(String nodeName, boolean autoNamed, BlockDriver driver, List<BlockNode> owned) {
@@ -141,11 +141,6 @@ public final class BlockNode implements AutoCloseable {
         users.decrementAndGet();
     }
 
-    /** How many users outside the graph the node has (exports, a drive). */
-    public int userCount() {
-        return users.get();
-    }
-
     /** Whether anything outside the graph uses the node (QEMU: the node has a BlockBackend). */
     public boolean hasUsers() {
         return users.get() > 0;
@@ -203,26 +198,6 @@ public final class BlockNode implements AutoCloseable {
         next.remove(reason);
         blockers = List.copyOf(next);
     }
-
-    /**
-     * Marks the node as the source of a job (a backup's copy-before-write sits on it, as QEMU's
-     * filter node sits above it): it cannot be deleted meanwhile ("Block device %s is in use").
-     */
-    public synchronized void attachJob() {
-        jobParents++;
-    }
-
-    public synchronized void detachJob() {
-        jobParents--;
-    }
-
-    /** Whether a job uses the node as its source. */
-    public synchronized boolean hasJobParents() {
-        return jobParents > 0;
-    }
-
-    // guarded by this
-    private int jobParents;
 
     /** The first reason the node is in use, if any. */
     public Optional<String> blocker() {

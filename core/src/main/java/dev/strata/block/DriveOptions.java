@@ -58,20 +58,19 @@ public final class DriveOptions {
             o.get(k);
         }
         BlockOptions root = BlockOptions.empty();
-        boolean direct = false;
-        if (str(o, "cache").isPresent()) {
-            String cache = str(o, "cache").get();
-            BlockOptions c = BlockOptions.empty();
-            switch (cache) {
-                case "none" -> c.put("direct", "on").put("no-flush", "off");
-                case "writeback" -> c.put("direct", "off").put("no-flush", "off");
-                case "writethrough" -> c.put("direct", "off").put("no-flush", "off");
-                case "directsync" -> c.put("direct", "on").put("no-flush", "off");
-                case "unsafe" -> c.put("direct", "off").put("no-flush", "on");
-                default -> throw new BlockException("invalid cache option", BlockException.EINVAL);
+        String cache = str(o, "cache").orElse(null);
+        // cache=none and directsync bypass the host's page cache; unsafe ignores flushes
+        boolean direct = "none".equals(cache) || "directsync".equals(cache);
+        if (cache != null) {
+            if (!Set.of("none", "writeback", "writethrough", "directsync", "unsafe")
+                    .contains(cache)) {
+                throw new BlockException("invalid cache option", BlockException.EINVAL);
             }
-            direct = cache.equals("none") || cache.equals("directsync");
-            root.put("cache", c);
+            root.put(
+                    "cache",
+                    BlockOptions.empty()
+                            .put("direct", direct ? "on" : "off")
+                            .put("no-flush", cache.equals("unsafe") ? "on" : "off"));
         }
         String aio = str(o, "aio").orElse(null);
         if (aio != null) {
@@ -84,8 +83,8 @@ public final class DriveOptions {
                         BlockException.EINVAL);
             }
         }
-        if (str(o, "readonly").isPresent()) {
-            String ro = str(o, "readonly").get();
+        String ro = str(o, "readonly").orElse(null);
+        if (ro != null) {
             if (!ro.equals("on") && !ro.equals("off")) {
                 throw new BlockException("Parameter 'read-only' expects 'on' or 'off'", BlockException.EINVAL);
             }

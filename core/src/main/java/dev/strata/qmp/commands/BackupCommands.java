@@ -229,25 +229,20 @@ public final class BackupCommands {
             }
             BlockNode target = openTarget(nodes, a.target(), format, sync == MirrorSyncMode.NONE ? source : null);
             FilterSlot filter = new FilterSlot(nodes);
-            var closed = new java.util.concurrent.atomic.AtomicBoolean();
             Runnable close = () -> {
                 filter.remove();
-                if (!closed.getAndSet(true)) {
-                    closeTarget(nodes, target);
-                }
+                closeTarget(nodes, target);
             };
+            BackupJob job;
             try {
-                return withFilter(
-                        filter,
-                        source,
-                        target,
-                        a.filterNodeName(),
-                        create(jobs, txn, request(nodes, a, source, target, sync, close)),
-                        jobs);
+                job = create(jobs, txn, request(nodes, a, source, target, sync, close));
             } catch (TransactionException | RuntimeException e) {
+                // no job: nothing else will close the target this opened
                 close.run();
                 throw e;
             }
+            // from here the job's clean closes it, also when adding the filter fails
+            return withFilter(filter, source, target, a.filterNodeName(), job, jobs);
         });
     }
 

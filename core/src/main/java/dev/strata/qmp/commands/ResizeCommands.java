@@ -125,9 +125,7 @@ public final class ResizeCommands {
                 return "node '" + p.node().nodeName() + "' " + child + "'" + p.role() + "' child)";
             }
         }
-        // users besides the node's own drive (whose resize this is): exports
-        int drives = nodes.graph().driveOf(node).isPresent() ? 1 : 0;
-        if (node.userCount() > drives) {
+        if (node.hasUsers()) {
             return "an unnamed block device " + child + "'root' child)";
         }
         for (Parent p : parents) {
