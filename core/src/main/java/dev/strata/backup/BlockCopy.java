@@ -4,6 +4,7 @@ import dev.strata.bitmap.HBitmap;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BufferPool;
 import dev.strata.block.Extent;
+import dev.strata.block.HostCopy;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -370,17 +371,54 @@ final class BlockCopy {
         return true;
     }
 
+    /**
+     * Copies data: what lies plainly in the source's host file goes file to file inside the kernel
+     * ({@link dev.strata.block.HostRun}, copy_file_range); the rest (compressed clusters, data of
+     * a backing file, drivers such as blkdebug) through {@code buf}.
+     */
     private void data(long start, long end, ByteBuffer buf) throws CopyFailure {
         long pos = start;
         while (pos < end) {
-            int n = (int) Math.min(buf.capacity(), end - pos);
-            read(pos, buf, n);
-            try {
-                target.jobIo().write(pos, buf);
-            } catch (IOException e) {
-                throw new CopyFailure(false, e);
+            long n = HostCopy.ENABLED ? offload(pos, end) : 0;
+            if (n == 0) {
+                n = Math.min(buf.capacity(), end - pos);
+                read(pos, buf, (int) n);
+                try {
+                    target.jobIo().write(pos, buf);
+                } catch (IOException e) {
+                    throw new CopyFailure(false, e);
+                }
             }
             pos += n;
+        }
+    }
+
+    /** Copies the first bytes of {@code [pos, end)} inside the kernel; 0 when they are not plainly stored. */
+    private long offload(long pos, long end) throws CopyFailure {
+        try {
+            return source.jobIo().withHostRun(pos, end - pos, run -> {
+                try {
+                    target.jobIo().writeHost(pos, run);
+                } catch (IOException e) {
+                    throw new TargetFailed(e);
+                }
+                return run.length();
+            });
+        } catch (TargetFailed e) {
+            // a kernel copy that fails reading the source counts as the target's failure too: the
+            // two cannot be told apart, and the target (ENOSPC) is where such copies fail
+            throw new CopyFailure(false, (IOException) e.getCause());
+        } catch (IOException e) {
+            throw new CopyFailure(true, e);
+        }
+    }
+
+    /** A target write failure carried out of {@link #offload}'s callback, to be told from a source one. */
+    private static final class TargetFailed extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        TargetFailed(IOException cause) {
+            super(cause);
         }
     }
 

@@ -42,10 +42,39 @@ public interface BlockDriver extends AutoCloseable {
     void flush() throws IOException;
 
     /**
+     * Asks the host to start writing this node's completed writes to disk, without waiting, so that
+     * a later {@link #flush} has less left to do (a long backup overlaps its copying with the disk
+     * writes its final flush would otherwise wait for). Durability still comes only from flush.
+     */
+    default void startWriteback() throws IOException {}
+
+    /**
      * Allocation status of this layer over {@code [offset, offset+length)}: contiguous extents
      * starting at {@code offset}, covering at least one byte and at most the range. Callers loop.
      */
     List<Extent> blockStatus(long offset, long length) throws IOException;
+
+    /**
+     * Copy offload, read side: where the first bytes of {@code [offset, offset+length)} of this layer
+     * lie in a host file, or null when they are not stored plainly (holes, zero or compressed
+     * clusters, data of a backing file, a driver that must see every read): the caller then reads
+     * them. A format driver resolves its runs through its file child ({@link BlockNode#hostRun}).
+     * The run may be shorter than asked, never longer.
+     */
+    default HostRun hostRun(long offset, long length) throws IOException {
+        return null;
+    }
+
+    /**
+     * Copy offload, write side: writes the bytes of {@code run} to {@code [offset,
+     * offset+run.length())} as {@link #write} would, without reading them into memory where the
+     * layers below allow. Returns false, having written nothing, when this request cannot be served
+     * so (a cluster written in part, a driver that must see the data); {@link BlockNode#writeHost}
+     * then writes it through memory.
+     */
+    default boolean writeHost(long offset, HostRun run) throws IOException {
+        return false;
+    }
 
     /** Children by role ("file", "backing"), in the order QEMU lists them. */
     default Map<String, BlockNode> children() {

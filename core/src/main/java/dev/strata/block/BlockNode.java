@@ -246,6 +246,67 @@ public final class BlockNode implements AutoCloseable {
         write(offset, ByteBuffer.wrap(buf, off, len));
     }
 
+    /**
+     * Copy offload: where the first bytes of the range lie in a host file ({@link
+     * BlockDriver#hostRun}), or null. The node is held open for the lookup only: whoever uses the
+     * run holds a node above it open meanwhile (a format driver, for its file child), or calls
+     * {@link #withHostRun}.
+     */
+    public HostRun hostRun(long offset, long length) throws IOException {
+        checkRange(offset, length);
+        enter();
+        try {
+            return length == 0 ? null : driver.hostRun(offset, length);
+        } finally {
+            gate.leave();
+        }
+    }
+
+    /** What a caller of {@link #withHostRun} does with the run; returns a count for the caller. */
+    @FunctionalInterface
+    public interface HostRunUse {
+        long use(HostRun run) throws IOException;
+    }
+
+    /**
+     * Calls {@code use} with the host run of the range's first bytes, holding the node open
+     * meanwhile; returns what {@code use} returns, or 0 (without calling it) when those bytes are not
+     * stored plainly in a host file.
+     */
+    public long withHostRun(long offset, long length, HostRunUse use) throws IOException {
+        checkRange(offset, length);
+        enter();
+        try {
+            HostRun run = length == 0 ? null : driver.hostRun(offset, length);
+            return run == null ? 0 : use.use(run);
+        } finally {
+            gate.leave();
+        }
+    }
+
+    /**
+     * Writes the bytes of {@code run} at {@code offset}, as {@link #write} does: inside the kernel
+     * where the driver can ({@link BlockDriver#writeHost}), else through memory.
+     */
+    public void writeHost(long offset, HostRun run) throws IOException {
+        checkWritable();
+        checkRange(offset, run.length());
+        enter();
+        try {
+            runBeforeWrites(offset, run.length());
+            writeHostInGate(offset, run);
+        } finally {
+            bitmaps.markDirty(offset, run.length());
+            gate.leave();
+        }
+    }
+
+    void writeHostInGate(long offset, HostRun run) throws IOException {
+        if (!driver.writeHost(offset, run)) {
+            HostCopy.throughMemory(run, (pos, buf) -> driver.write(offset + pos, buf));
+        }
+    }
+
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         checkWritable();
         checkRange(offset, length);

@@ -42,6 +42,48 @@ public final class JobIo {
         }
     }
 
+    /**
+     * Copy offload: calls {@code use} with where the first bytes of the range lie in a host file,
+     * the node held open meanwhile; returns what {@code use} returns, or 0 when those bytes are not
+     * stored plainly (the caller reads them). See {@link BlockNode#withHostRun}.
+     */
+    public long withHostRun(long offset, long length, BlockNode.HostRunUse use) throws IOException {
+        node.checkRange(offset, length);
+        node.enterAlways();
+        try {
+            HostRun run = length == 0 ? null : node.driver().hostRun(offset, length);
+            return run == null ? 0 : use.use(run);
+        } finally {
+            node.gate().leave();
+        }
+    }
+
+    /** Writes the bytes of {@code run} at {@code offset}, inside the kernel where the driver can. */
+    public void writeHost(long offset, HostRun run) throws IOException {
+        node.checkWritable();
+        node.checkRange(offset, run.length());
+        node.enterAlways();
+        try {
+            node.writeHostInGate(offset, run);
+        } finally {
+            node.bitmaps().markDirty(offset, run.length());
+            node.gate().leave();
+        }
+    }
+
+    /** See {@link BlockDriver#startWriteback}; nothing on a node whose flushes do nothing. */
+    public void startWriteback() throws IOException {
+        if (node.noFlush()) {
+            return;
+        }
+        node.enterAlways();
+        try {
+            node.driver().startWriteback();
+        } finally {
+            node.gate().leave();
+        }
+    }
+
     /** Zeros with allocation kept, so a backing file never shows through. */
     public void writeZeroes(long offset, long length) throws IOException {
         node.checkWritable();

@@ -52,7 +52,7 @@ final class ConvertCommand extends ImgSubcommand {
             names = "-S",
             paramLabel = "SPARSE_SIZE",
             description = "consecutive zero bytes that make a hole in the target (default 4k; 0: no holes)")
-    String sparseSizeText = "4k";
+    String sparseSizeText;
 
     @Option(names = "-q", description = "quiet")
     boolean quiet;
@@ -66,7 +66,13 @@ final class ConvertCommand extends ImgSubcommand {
     String cache = "unsafe";
 
     @Option(
-            names = {"-p", "-W", "-C"},
+            names = "-C",
+            description = "copy offloading: data moves file to file inside the kernel (copy_file_range),"
+                    + " without zero detection")
+    boolean copyOffload;
+
+    @Option(
+            names = {"-p", "-W"},
             hidden = true,
             description = "accepted for compatibility, ignored")
     boolean ignoredFlag;
@@ -85,7 +91,13 @@ final class ConvertCommand extends ImgSubcommand {
 
     @Override
     int execute() throws Exception {
-        long minSparse = Sizes.parse(sparseSizeText, "sparse size");
+        if (copyOffload && compress) {
+            throw new ImgFailure("Cannot enable copy offloading when -c is used");
+        }
+        if (copyOffload && sparseSizeText != null) {
+            throw new ImgFailure("Cannot enable copy offloading when -S is used");
+        }
+        long minSparse = Sizes.parse(sparseSizeText == null ? "4k" : sparseSizeText, "sparse size");
         if (minSparse % 512 != 0 || minSparse > 16L << 20) {
             throw new ImgFailure("Invalid buffer size for sparse output specified. Valid sizes are multiples of 512"
                     + " up to 16777216. Select 0 to disable sparse detection (fully allocates output).");
@@ -127,7 +139,14 @@ final class ConvertCommand extends ImgSubcommand {
                     compressor = w;
                 }
                 ImageCopy copy = new ImageCopy(
-                        src, dst, size, minSparse, targetIsNew && backingFile == null, backingFile != null, compressor);
+                        src,
+                        dst,
+                        size,
+                        minSparse,
+                        targetIsNew && backingFile == null,
+                        backingFile != null,
+                        compressor,
+                        copyOffload);
                 copy.run();
                 if (!cache.equals("unsafe")) {
                     dst.flush();

@@ -23,6 +23,10 @@ import java.util.concurrent.BlockingQueue;
  * widened to cluster boundaries, and each cluster that is not all zeros is written compressed
  * (zero clusters stay holes, as with qemu-img convert -c).
  *
+ * <p>With copy offloading ({@code -C}), data that lies plainly in the source's host file moves to
+ * the target inside the kernel ({@link dev.strata.block.HostRun}) from the calling thread, and
+ * data is not scanned for zeros (as qemu-img -C); the rest takes the buffered path.
+ *
  * <p>Concurrency: the calling thread reads (block status and data) while one writer thread scans
  * and writes; they hand over {@value #BUFFERS} reused buffers of {@value #BUF_SIZE} bytes through
  * two queues. A failure on either side stops both and is rethrown here.
@@ -47,6 +51,8 @@ final class ImageCopy {
     /** Null unless clusters are written compressed. */
     private final CompressedWriter compressor;
 
+    private final boolean copyOffload;
+
     private final int clusterSize;
 
     private final BlockingQueue<ByteBuffer> free = new ArrayBlockingQueue<>(BUFFERS);
@@ -58,6 +64,7 @@ final class ImageCopy {
      * @param targetZeroInit the target reads as zeros everywhere before the copy
      * @param targetHasBacking the target has a backing file that matches the source's
      * @param compressor the target's driver, to write compressed clusters; null for plain writes
+     * @param copyOffload copy data inside the kernel where it can, without zero detection
      */
     ImageCopy(
             BlockNode src,
@@ -66,8 +73,13 @@ final class ImageCopy {
             long minSparse,
             boolean targetZeroInit,
             boolean targetHasBacking,
-            CompressedWriter compressor) {
+            CompressedWriter compressor,
+            boolean copyOffload) {
+        if (copyOffload && compressor != null) {
+            throw new IllegalArgumentException("copy offloading cannot write compressed clusters");
+        }
         this.src = src;
+        this.copyOffload = copyOffload;
         this.dst = dst;
         this.size = size;
         this.compressor = compressor;
@@ -131,6 +143,11 @@ final class ImageCopy {
                 continue;
             }
             while (pos < end && writerFailure == null) {
+                long offloaded = copyOffload && !e.isZero() ? offload(pos, end) : 0;
+                if (offloaded > 0) {
+                    pos += offloaded;
+                    continue;
+                }
                 int n = (int) Math.min(BUF_SIZE, end - pos);
                 ByteBuffer buf = free.take();
                 buf.clear().limit(n);
@@ -144,6 +161,14 @@ final class ImageCopy {
                 pos += n;
             }
         }
+    }
+
+    /** Copies the first bytes of {@code [pos, end)} inside the kernel; 0 when they are not plainly stored. */
+    private long offload(long pos, long end) throws IOException {
+        return src.withHostRun(pos, end - pos, run -> {
+            dst.writeHost(pos, run);
+            return run.length();
+        });
     }
 
     private void writeLoop() {
@@ -185,7 +210,7 @@ final class ImageCopy {
     /** Writes the non-zero parts of {@code buf} (data for [offset, offset+remaining)). */
     private void writeData(long offset, ByteBuffer buf) throws IOException {
         int n = buf.remaining();
-        if (fullyAllocate && compressor == null) {
+        if ((fullyAllocate || copyOffload) && compressor == null) {
             dst.write(offset, buf);
             return;
         }

@@ -45,6 +45,10 @@ final class Images {
                     .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename))
                     .put("read-only", flags.readOnly())
                     .put("force-share", flags.forceShare());
+            if (flags.noFlush()) {
+                // qemu-img -t unsafe: flushes do nothing, down to the host file
+                options.put("cache", BlockOptions.empty().put("no-flush", true));
+            }
             if (!openBacking && supportsBacking(fmt)) {
                 options.put("backing", null);
             }

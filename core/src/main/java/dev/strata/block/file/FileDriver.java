@@ -5,11 +5,15 @@ import dev.strata.block.BlockException;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.Extent;
 import dev.strata.block.FileBacked;
+import dev.strata.block.HostCopy;
+import dev.strata.block.HostFile;
+import dev.strata.block.HostRun;
 import dev.strata.block.OpenContext;
 import dev.strata.block.OpenFlags;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -37,10 +41,14 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * Linux, or where the native layer cannot be bound, the driver runs on the channel alone: no
  * locks, no holes (everything inside the file is DATA), zeros are written.
  *
+ * <p>Copy offload ({@link HostFile}): data moves file to file with {@code copy_file_range} and
+ * to sockets with {@code sendfile}, so a backup or a convert never reads it into the process;
+ * where the kernel cannot (another file system, no native layer) it goes through memory.
+ *
  * <p>Concurrency: every call may run on any thread at once; the host serialises them. Growing the
  * file never shrinks it, even if a concurrent write extended it further meanwhile.
  */
-public final class FileDriver implements BlockDriver, FileBacked {
+public final class FileDriver implements BlockDriver, FileBacked, HostFile {
     private static final int ZERO_CHUNK = 1 << 20;
     private static final ByteBuffer ZEROS =
             ByteBuffer.allocateDirect(ZERO_CHUNK).asReadOnlyBuffer();
@@ -265,6 +273,77 @@ public final class FileDriver implements BlockDriver, FileBacked {
             }
         } catch (IOException e) {
             throw hostError(e);
+        }
+    }
+
+    /**
+     * The file's own bytes, without asking the file's size: a run that reaches past the end reads
+     * zeros there, whether through the kernel (a copy ends at the end and the rest goes through
+     * {@link #read}) or not.
+     */
+    /** Starts writeback of the whole file's dirty pages (sync_file_range WRITE). */
+    @Override
+    public void startWriteback() throws IOException {
+        if (fd >= 0) {
+            Posix.syncFileRange(fd, 0, 0, Posix.SYNC_FILE_RANGE_WRITE);
+        }
+    }
+
+    @Override
+    public HostRun hostRun(long offset, long length) {
+        return new HostRun(this, offset, length);
+    }
+
+    @Override
+    public boolean writeHost(long offset, HostRun run) throws IOException {
+        long done = 0;
+        while (done < run.length()) {
+            long n = run.file().copyTo(run.offset() + done, run.length() - done, this, offset + done);
+            if (n == 0) {
+                long at = offset + done;
+                HostCopy.throughMemory(
+                        new HostRun(run.file(), run.offset() + done, run.length() - done),
+                        (pos, buf) -> write(at + pos, buf));
+                break;
+            }
+            done += n;
+        }
+        return true;
+    }
+
+    @Override
+    public long copyTo(long pos, long len, HostFile dst, long dstPos) throws IOException {
+        if (!(dst instanceof FileDriver to) || fd < 0 || to.fd < 0 || !Posix.canCopyFileRange()) {
+            return 0;
+        }
+        try {
+            return Posix.copyFileRange(fd, pos, to.fd, dstPos, len);
+        } catch (BlockException e) {
+            return switch (e.errno()) {
+                // files the kernel cannot copy between: the caller copies through memory
+                case Posix.EXDEV, Posix.EINVAL, Posix.EOPNOTSUPP, Posix.ENOSYS -> 0;
+                default -> throw new BlockException(BlockException.strerror(e.errno()), e.errno());
+            };
+        }
+    }
+
+    @Override
+    public void sendTo(long pos, long len, WritableByteChannel out) throws IOException {
+        long p = pos;
+        long end = pos + len;
+        while (p < end) {
+            long size = channel.size();
+            long n = p < size ? channel.transferTo(p, Math.min(end, size) - p, out) : 0;
+            if (n <= 0) {
+                // past the end of the file (zeros), or a channel the JDK cannot send to
+                ByteBuffer piece = ByteBuffer.allocate((int) Math.min(ZERO_CHUNK, end - p));
+                read(p, piece);
+                for (piece.flip(); piece.hasRemaining(); ) {
+                    out.write(piece);
+                }
+                n = piece.limit();
+            }
+            p += n;
         }
     }
 

@@ -59,6 +59,7 @@ final class Posix {
     static final int EAGAIN = 11;
     static final int EACCES = 13;
     static final int EINVAL = 22;
+    static final int EXDEV = 18;
     static final int ENOSYS = 38;
     static final int EOPNOTSUPP = 95;
 
@@ -101,6 +102,12 @@ final class Posix {
     private static final MethodHandle FSTAT;
     private static final MethodHandle FTRUNCATE;
     private static final MethodHandle STRERROR;
+    /** copy_file_range, bound on its own: without it copies go through memory. */
+    private static final MethodHandle COPY_FILE_RANGE;
+    /** sync_file_range, bound on its own: without it writeback starts only when the kernel wants. */
+    private static final MethodHandle SYNC_FILE_RANGE;
+
+    static final int SYNC_FILE_RANGE_WRITE = 2;
 
     static {
         MethodHandle open = null;
@@ -111,6 +118,8 @@ final class Posix {
         MethodHandle fstat = null;
         MethodHandle ftruncate = null;
         MethodHandle strerror = null;
+        MethodHandle copyFileRange = null;
+        MethodHandle syncFileRange = null;
         String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
         String arch = System.getProperty("os.arch", "");
         if (os.startsWith("linux") && (arch.equals("amd64") || arch.equals("x86_64") || arch.equals("aarch64"))) {
@@ -145,6 +154,18 @@ final class Posix {
                 fstat = bind(linker, libc, "fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS), errno);
                 ftruncate =
                         bind(linker, libc, "ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG), errno);
+                copyFileRange = bindIfPresent(
+                        linker,
+                        libc,
+                        "copy_file_range",
+                        FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT),
+                        errno);
+                syncFileRange = bindIfPresent(
+                        linker,
+                        libc,
+                        "sync_file_range",
+                        FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT),
+                        errno);
                 Optional<MemorySegment> se = libc.find("strerror");
                 if (se.isPresent()) {
                     strerror = linker.downcallHandle(se.get(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
@@ -169,6 +190,8 @@ final class Posix {
         FSTAT = fstat;
         FTRUNCATE = ftruncate;
         STRERROR = strerror;
+        COPY_FILE_RANGE = AVAILABLE ? copyFileRange : null;
+        SYNC_FILE_RANGE = AVAILABLE ? syncFileRange : null;
     }
 
     private static MethodHandle bind(
@@ -176,6 +199,12 @@ final class Posix {
         MemorySegment symbol =
                 libc.find(name).orElseThrow(() -> new IllegalArgumentException("libc has no symbol " + name));
         return linker.downcallHandle(symbol, fd, options);
+    }
+
+    /** {@link #bind}, or null when libc lacks the symbol (calls the caller can do without). */
+    private static MethodHandle bindIfPresent(
+            Linker linker, SymbolLookup libc, String name, FunctionDescriptor fd, Linker.Option... options) {
+        return libc.find(name).isPresent() ? bind(linker, libc, name, fd, options) : null;
     }
 
     /** What {@link #fstat} reports. */
@@ -278,6 +307,35 @@ final class Posix {
 
     static void ftruncate(int fd, long length) throws BlockException {
         call("ftruncate", true, (arena, state) -> (int) FTRUNCATE.invokeExact(state, fd, length));
+    }
+
+    /** Whether {@link #copyFileRange} is bound. */
+    static boolean canCopyFileRange() {
+        return COPY_FILE_RANGE != null;
+    }
+
+    /**
+     * copy_file_range from {@code [inPos, inPos+len)} of {@code in} to {@code outPos} of {@code
+     * out}, retried on EINTR; returns the bytes copied (0 at the end of {@code in}). Files the
+     * kernel cannot copy between fail with EXDEV, EINVAL, EOPNOTSUPP or ENOSYS.
+     */
+    static long copyFileRange(int in, long inPos, int out, long outPos, long len) throws BlockException {
+        return call("copy_file_range", true, (arena, state) -> {
+            MemorySegment offIn = arena.allocateFrom(JAVA_LONG, inPos);
+            MemorySegment offOut = arena.allocateFrom(JAVA_LONG, outPos);
+            return (long) COPY_FILE_RANGE.invokeExact(state, in, offIn, out, offOut, len, 0);
+        });
+    }
+
+    /**
+     * sync_file_range over {@code [offset, offset+len)} ({@code len} 0: to the end of the file),
+     * retried on EINTR; without the call bound, does nothing.
+     */
+    static void syncFileRange(int fd, long offset, long len, int flags) throws BlockException {
+        if (SYNC_FILE_RANGE != null) {
+            call("sync_file_range", true, (arena, state) ->
+                    (int) SYNC_FILE_RANGE.invokeExact(state, fd, offset, len, flags));
+        }
     }
 
     static Stat fstat(int fd) throws BlockException {

@@ -2,6 +2,7 @@ package dev.strata.block.qcow2;
 
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
+import dev.strata.block.HostRun;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.AtomicLong;
@@ -43,6 +44,13 @@ final class ImageFile {
     void write(long pos, ByteBuffer src) throws IOException {
         long end = pos + src.remaining();
         node.write(pos, src);
+        length.accumulateAndGet(end, Math::max);
+    }
+
+    /** Copy offload: stores the bytes of {@code run} at {@code pos}, inside the kernel where it can. */
+    void writeHost(long pos, HostRun run) throws IOException {
+        long end = pos + run.length();
+        node.writeHost(pos, run);
         length.accumulateAndGet(end, Math::max);
     }
 

@@ -6,6 +6,7 @@ import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.CompressedWriter;
 import dev.strata.block.Extent;
+import dev.strata.block.HostRun;
 import dev.strata.block.OpenContext;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -284,6 +285,23 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     @Override
     public void write(long offset, ByteBuffer src) throws IOException {
         writer.write(offset, src);
+    }
+
+    /** The data clusters' writeback; metadata is written through and flushed by {@link #flush}. */
+    @Override
+    public void startWriteback() throws IOException {
+        fileNode.driver().startWriteback();
+    }
+
+    @Override
+    public HostRun hostRun(long offset, long length) throws IOException {
+        return reader.hostRun(offset, length);
+    }
+
+    @Override
+    public boolean writeHost(long offset, HostRun run) throws IOException {
+        writer.writeHost(offset, run);
+        return true;
     }
 
     /**

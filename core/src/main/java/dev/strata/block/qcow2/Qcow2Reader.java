@@ -2,6 +2,7 @@ package dev.strata.block.qcow2;
 
 import dev.strata.block.BlockNode;
 import dev.strata.block.Extent;
+import dev.strata.block.HostRun;
 import dev.strata.block.qcow2.ClusterMap.Type;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -78,6 +79,37 @@ final class Qcow2Reader {
         } finally {
             lock.readLock().unlock();
         }
+    }
+
+    /**
+     * Copy offload: where the data clusters at {@code offset} lie in the file child, for as many
+     * bytes of {@code length} as are contiguous there; null unless the first cluster is a data
+     * cluster of this layer. The lock covers the lookup only (the caller's gate keeps the node open;
+     * a cluster in the range is only freed by a write to the range, which a copy-before-write or the
+     * guest orders against this read, as QEMU's qcow2 does).
+     */
+    HostRun hostRun(long offset, long length) throws IOException {
+        long c = offset >>> clusterBits;
+        int inCl = (int) (offset & (clusterSize - 1));
+        long host;
+        long n;
+        lock.readLock().lock();
+        try {
+            byte[] t = map.l2((int) (c >>> map.l2Bits()));
+            int idx = (int) (c & (l2Entries - 1));
+            long e = t == null ? 0 : ClusterMap.entry(t, idx);
+            if (ClusterMap.type(e) != Type.NORMAL) {
+                return null;
+            }
+            int clusters = runLength(t, idx, e, Type.NORMAL, inCl, length);
+            host = e & ClusterMap.OFFSET_MASK;
+            map.checkDataCluster(e, c);
+            file.checkInside("Data cluster run", host + (long) (clusters - 1) * clusterSize, 1);
+            n = Math.min((long) clusters * clusterSize - inCl, length);
+        } finally {
+            lock.readLock().unlock();
+        }
+        return fileNode.hostRun(host + inCl, n);
     }
 
     /** Reads the longest run at {@code pos} that one kind of source serves; returns its length. */

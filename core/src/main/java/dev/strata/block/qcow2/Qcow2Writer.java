@@ -2,6 +2,7 @@ package dev.strata.block.qcow2;
 
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
+import dev.strata.block.HostRun;
 import dev.strata.block.qcow2.ClusterMap.Type;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -69,8 +70,17 @@ final class Qcow2Writer {
     }
 
     void write(long offset, ByteBuffer src) throws IOException {
+        write(offset, WritePayload.of(src));
+    }
+
+    /** Copy offload: stores the bytes of {@code run} as {@link #write} stores a buffer's. */
+    void writeHost(long offset, HostRun run) throws IOException {
+        write(offset, WritePayload.of(run));
+    }
+
+    private void write(long offset, WritePayload src) throws IOException {
         long pos = offset;
-        while (src.hasRemaining()) {
+        while (src.remaining() > 0) {
             int n;
             lock.readLock().lock();
             try {
@@ -95,7 +105,7 @@ final class Qcow2Writer {
      * with the COPIED flag, contiguous on the host); returns the bytes written, 0 when the first
      * cluster needs allocation.
      */
-    private int writeInPlace(long pos, ByteBuffer src, byte[] table) throws IOException {
+    private int writeInPlace(long pos, WritePayload src, byte[] table) throws IOException {
         long c = pos >>> clusterBits;
         int inCl = (int) (pos & (clusterSize - 1));
         int l1i = (int) (c >>> map.l2Bits());
@@ -123,13 +133,13 @@ final class Qcow2Writer {
         file.checkInside("Data cluster run", host + (long) (k - 1) * clusterSize, 1);
         int n = (int) Math.min((long) k * clusterSize - inCl, src.remaining());
         fileNode.debugEvent("write_aio");
-        file.write(host + inCl, src.slice(src.position(), n));
-        src.position(src.position() + n);
+        src.write(file, host + inCl, 0, n);
+        src.advance(n);
         return n;
     }
 
     /** The allocating write of the run at {@code pos}; runs under the exclusive lock. */
-    private int writeAllocating(long pos, ByteBuffer src) throws IOException {
+    private int writeAllocating(long pos, WritePayload src) throws IOException {
         long c = pos >>> clusterBits;
         int inCl = (int) (pos & (clusterSize - 1));
         int l1i = (int) (c >>> map.l2Bits());
@@ -147,8 +157,8 @@ final class Qcow2Writer {
             long host = e & ClusterMap.OFFSET_MASK;
             int n = Math.min(clusterSize - inCl, src.remaining());
             Arrays.fill(buf, (byte) 0);
-            src.get(src.position(), buf, inCl, n);
-            src.position(src.position() + n);
+            src.copy(0, buf, inCl, n);
+            src.advance(n);
             file.write(host, buf, 0, clusterSize);
             ClusterMap.setEntry(t, idx, host | ClusterMap.COPIED);
             map.writeEntries(l1i, t, idx, idx + 1);
@@ -175,14 +185,13 @@ final class Qcow2Writer {
 
         // 1. data (refcounts are already raised; nothing points here yet)
         fileNode.debugEvent("write_aio");
-        int srcPos = src.position();
         long w = host;
         int consumed = 0;
         int firstFull = 0;
         if (inCl > 0 || (k == 1 && tail > 0)) {
             reader.oldContent(ClusterMap.entry(t, idx), c, buf);
             int take = Math.min(clusterSize - inCl, n);
-            src.get(srcPos, buf, inCl, take);
+            src.copy(0, buf, inCl, take);
             file.write(w, buf, 0, clusterSize);
             consumed += take;
             w += clusterSize;
@@ -191,16 +200,16 @@ final class Qcow2Writer {
         int lastFull = tail > 0 && k > firstFull ? k - 1 : k;
         if (lastFull > firstFull) {
             int bytes = (lastFull - firstFull) * clusterSize;
-            file.write(w, src.slice(srcPos + consumed, bytes));
+            src.write(file, w, consumed, bytes);
             consumed += bytes;
             w += bytes;
         }
         if (lastFull < k) {
             reader.oldContent(ClusterMap.entry(t, idx + k - 1), c + k - 1, buf);
-            src.get(srcPos + consumed, buf, 0, n - consumed);
+            src.copy(consumed, buf, 0, n - consumed);
             file.write(w, buf, 0, clusterSize);
         }
-        src.position(srcPos + n);
+        src.advance(n);
 
         // 2. L2 entries, 3. then drop the references the old entries held
         long[] old = new long[k];

@@ -5,6 +5,7 @@ import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.Extent;
+import dev.strata.block.HostRun;
 import dev.strata.block.OpenContext;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -75,6 +76,18 @@ public final class RawDriver implements BlockDriver {
     }
 
     @Override
+    public HostRun hostRun(long off, long length) throws IOException {
+        return file.hostRun(offset + off, length);
+    }
+
+    @Override
+    public boolean writeHost(long off, HostRun run) throws IOException {
+        file.debugEvent("write_aio");
+        file.writeHost(offset + off, run);
+        return true;
+    }
+
+    @Override
     public void writeZeroes(long off, long length, boolean mayUnmap) throws IOException {
         file.writeZeroes(offset + off, length, mayUnmap);
     }
@@ -87,6 +100,11 @@ public final class RawDriver implements BlockDriver {
     @Override
     public void flush() throws IOException {
         file.flush();
+    }
+
+    @Override
+    public void startWriteback() throws IOException {
+        file.driver().startWriteback();
     }
 
     @Override

@@ -37,6 +37,35 @@ class FileDriverTest {
     }
 
     @Test
+    void hostRunsCopyBetweenFilesAndReadZerosPastTheSourcesEnd() throws IOException {
+        byte[] data = new byte[3 << 20];
+        new Random(7).nextBytes(data);
+        Path other = Files.write(dir.resolve("src.raw"), data);
+        try (FileDriver src = FileDriver.open(other.toString(), true);
+                FileDriver dst = FileDriver.open(file.toString(), false)) {
+            // inside the source, into the middle of an empty target (the kernel copies)
+            assertThat(src.copyTo(5, 1000, dst, 1 << 20)).isEqualTo(1000);
+            // a run that reaches 4 KiB past the source's end: the rest reads as zeros
+            assertThat(dst.writeHost(0, src.hostRun((3 << 20) - 8192, 12288))).isTrue();
+            byte[] expect = new byte[(1 << 20) + 1000];
+            System.arraycopy(data, (3 << 20) - 8192, expect, 0, 8192);
+            System.arraycopy(data, 5, expect, 1 << 20, 1000);
+            ByteBuffer got = ByteBuffer.allocate(expect.length);
+            dst.read(0, got);
+            assertThat(got.array()).isEqualTo(expect);
+            assertThat(dst.length()).isEqualTo(expect.length);
+
+            // sendTo: the bytes, then zeros past the end, into any channel
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+            src.sendTo((3 << 20) - 100, 300, java.nio.channels.Channels.newChannel(out));
+            byte[] sent = out.toByteArray();
+            assertThat(sent).hasSize(300);
+            assertThat(Arrays.copyOf(sent, 100)).isEqualTo(Arrays.copyOfRange(data, (3 << 20) - 100, 3 << 20));
+            assertThat(Arrays.copyOfRange(sent, 100, 300)).containsOnly(0);
+        }
+    }
+
+    @Test
     void readsPastTheEndAreZerosAndDoNotGrowTheFile() throws IOException {
         try (FileDriver d = FileDriver.open(file.toString(), false)) {
             d.write(0, ByteBuffer.wrap(bytes(100, (byte) 7)));

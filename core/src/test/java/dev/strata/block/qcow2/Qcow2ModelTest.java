@@ -4,10 +4,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
+import dev.strata.block.HostRun;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
+import dev.strata.block.file.FileDriver;
 import dev.strata.testing.Interop;
 import java.nio.ByteBuffer;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -47,6 +50,17 @@ class Qcow2ModelTest {
         Random rnd = new Random(seed);
         String ctx = "seed " + seed + ", cluster " + clusterSize + ", layers " + layers;
 
+        Path runs = Files.createFile(dir.resolve("host-runs.raw"));
+        try (FileDriver scratch = FileDriver.open(runs.toString(), false)) {
+            HOST_SCRATCH.set(scratch);
+            randomChain(rnd, clusterSize, layers, ctx);
+        } finally {
+            HOST_SCRATCH.remove();
+        }
+    }
+
+    private void randomChain(Random rnd, int clusterSize, int layers, String ctx) throws Exception {
+        long runBytes = 0;
         byte[] below = new byte[0];
         Path previous = null;
         List<Path> images = new ArrayList<>();
@@ -68,7 +82,7 @@ class Qcow2ModelTest {
                 assertThat(Images.readAll(node))
                         .as(ctx + ": fresh layer " + layer)
                         .isEqualTo(model);
-                runOps(
+                runBytes += runOps(
                         node,
                         model,
                         rnd,
@@ -92,12 +106,15 @@ class Qcow2ModelTest {
             Images.assertCheckClean(image, ctx);
         }
         Images.assertSameAs(previous, below, dir, ctx);
+        assertThat(runBytes).as(ctx + ": bytes found in host runs").isPositive();
     }
 
-    private static void runOps(
+    /** Runs {@code ops} random operations; returns the bytes its host-run lookups found. */
+    private static long runOps(
             BlockNode node, byte[] model, Random rnd, int cs, boolean hasBacking, String ctx, int ops)
             throws Exception {
         int size = model.length;
+        long runBytes = 0;
         for (int i = 0; i < ops; i++) {
             int op = rnd.nextInt(10);
             long off = randomOffset(rnd, size, cs);
@@ -110,8 +127,15 @@ class Qcow2ModelTest {
                 case 0, 1, 2, 3 -> {
                     byte[] data = new byte[len];
                     rnd.nextBytes(data);
-                    ByteBuffer src = rnd.nextBoolean() ? ByteBuffer.wrap(data) : direct(data);
-                    node.write(off, src);
+                    if (i % 3 == 0) {
+                        // copy offload: the same bytes given as a run of another host file
+                        long at = 512L * (i % 7);
+                        HOST_SCRATCH.get().write(at, ByteBuffer.wrap(data));
+                        node.writeHost(off, new HostRun(HOST_SCRATCH.get(), at, len));
+                    } else {
+                        ByteBuffer src = rnd.nextBoolean() ? ByteBuffer.wrap(data) : direct(data);
+                        node.write(off, src);
+                    }
                     System.arraycopy(data, 0, model, (int) off, len);
                 }
                 case 4, 5 -> {
@@ -128,6 +152,19 @@ class Qcow2ModelTest {
                     if (start < end) {
                         Arrays.fill(model, (int) start, (int) end, (byte) 0);
                     }
+                }
+                case 7 -> {
+                    // copy offload's read side: a run, when there is one, holds the model's bytes
+                    long n = node.withHostRun(off, len, run -> {
+                        ByteBuffer got = ByteBuffer.allocate((int) run.length());
+                        run.file().read(run.offset(), got);
+                        assertThat(got.array())
+                                .as("%s: host run %d+%d", what, off, run.length())
+                                .isEqualTo(Arrays.copyOfRange(model, (int) off, (int) (off + run.length())));
+                        return run.length();
+                    });
+                    assertThat(n).as(what).isBetween(0L, (long) len);
+                    runBytes += n;
                 }
                 default -> {
                     byte[] got = new byte[len];
@@ -147,7 +184,11 @@ class Qcow2ModelTest {
             }
         }
         assertThat(Images.readAll(node)).as(ctx + ": full read at end").isEqualTo(model);
+        return runBytes;
     }
+
+    /** The host file copy-offload writes take their bytes from (one per test thread). */
+    private static final ThreadLocal<FileDriver> HOST_SCRATCH = new ThreadLocal<>();
 
     private static ByteBuffer direct(byte[] data) {
         ByteBuffer b = ByteBuffer.allocateDirect(data.length);

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""A/B of Strata's backup copy workers: two Strata daemons side by side in one run, one started with
--Dstrata.backup.workers=1 and one with 2 (the default), on the same disk and the same cases as
-backup-vs-qemu.py (full, incremental 1% and 10%); prints the medians and every run.
+"""A/B of two Strata daemon settings side by side in one run, on the same disk and the same cases as
+backup-vs-qemu.py (full, incremental 1% and 10%); prints the medians and every run. Each side gets
+its JVM options through JAVA_TOOL_OPTIONS: A_OPTS and B_OPTS (defaults: one copy worker against
+two).
 
-    bench/scripts/backup-workers.py        # REPS=5 SIZE_MB=1024 WORK=/tmp/strata-backup-bench
+    bench/scripts/backup-ab.py        # REPS=5 SIZE_MB=1024 WORK=/tmp/strata-backup-bench
+    A_OPTS=-Dstrata.copy.offload=false B_OPTS= bench/scripts/backup-ab.py
 """
 import importlib.util
 import os
@@ -18,10 +20,12 @@ spec.loader.exec_module(b)
 
 def main():
     b.prepare()
+    opts = {"A": os.environ.get("A_OPTS", "-Dstrata.backup.workers=1"),
+            "B": os.environ.get("B_OPTS", "-Dstrata.backup.workers=2")}
     sides = []
-    for workers in (1, 2):
-        os.environ["JAVA_TOOL_OPTIONS"] = "-Dstrata.backup.workers=%d" % workers
-        sides.append(b.Side("workers%d" % workers, [b.STRATA, "daemon"]))
+    for name, o in opts.items():
+        os.environ["JAVA_TOOL_OPTIONS"] = o
+        sides.append(b.Side(name, [b.STRATA, "daemon"]))
     os.environ.pop("JAVA_TOOL_OPTIONS")
     times = {}
     try:
@@ -46,14 +50,16 @@ def main():
     finally:
         for s in sides:
             s.stop()
-    print("| case | 1 worker | 2 workers | runs (1 / 2) |")
+    print("A: %s" % (opts["A"] or "(defaults)"))
+    print("B: %s" % (opts["B"] or "(defaults)"))
+    print("| case | A | B | runs (A / B) |")
     print("|---|---|---|---|")
     for case in ("full", "inc 1%", "inc 10%"):
-        one = times["workers1"][case]
-        two = times["workers2"][case]
+        a = times["A"][case]
+        bb = times["B"][case]
         print("| %s | %.3f s | %.3f s | %s / %s |" % (
-            case, statistics.median(one), statistics.median(two),
-            " ".join("%.3f" % x for x in one), " ".join("%.3f" % x for x in two)))
+            case, statistics.median(a), statistics.median(bb),
+            " ".join("%.3f" % x for x in a), " ".join("%.3f" % x for x in bb)))
 
 
 if __name__ == "__main__":
