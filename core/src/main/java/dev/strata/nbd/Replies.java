@@ -2,6 +2,7 @@ package dev.strata.nbd;
 
 import static dev.strata.nbd.NbdProtocol.*;
 
+import dev.strata.block.HostRun;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -69,6 +70,21 @@ final class Replies {
     void offsetData(long handle, boolean last, long offset, ByteBuffer data) throws IOException {
         ByteBuffer h = chunkHeader(last ? REPLY_FLAG_DONE : 0, REPLY_TYPE_OFFSET_DATA, handle, 8 + data.remaining(), 8);
         send(h.putLong(offset).flip(), data);
+    }
+
+    /**
+     * An OFFSET_DATA chunk whose data goes straight from a host file to the socket. A failure
+     * after the header went out leaves the stream out of step: the caller ends the connection.
+     */
+    void offsetData(long handle, boolean last, long offset, HostRun run) throws IOException {
+        ByteBuffer h =
+                chunkHeader(last ? REPLY_FLAG_DONE : 0, REPLY_TYPE_OFFSET_DATA, handle, 8 + (int) run.length(), 8);
+        lock.lock();
+        try {
+            wire.send(h.putLong(offset).flip(), run);
+        } finally {
+            lock.unlock();
+        }
     }
 
     void offsetHole(long handle, boolean last, long offset, long length) throws IOException {

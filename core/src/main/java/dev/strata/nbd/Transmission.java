@@ -6,6 +6,7 @@ import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BufferPool;
 import dev.strata.block.Extent;
+import dev.strata.block.HostCopy;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
@@ -265,17 +266,58 @@ final class Transmission {
                     replies.offsetHole(r.handle(), last, e.offset(), e.length());
                     continue;
                 }
-                ByteBuffer slice = data.slice((int) (e.offset() - r.offset()), (int) e.length());
+                long from = e.offset();
                 try {
-                    node.read(e.offset(), slice);
+                    from = HostCopy.ENABLED ? sendFromHost(r.handle(), e, last) : from;
+                    if (from == e.end()) {
+                        continue;
+                    }
+                    ByteBuffer slice = data.slice((int) (from - r.offset()), (int) (e.end() - from));
+                    node.read(from, slice);
+                    replies.offsetData(r.handle(), last, from, slice.flip());
+                } catch (SendFailed x) {
+                    throw (IOException) x.getCause();
                 } catch (IOException x) {
                     replies.error(r.handle(), errorOf(x), message(x));
                     return;
                 }
-                replies.offsetData(r.handle(), last, e.offset(), slice.flip());
             }
         } finally {
             buffers.give(data);
+        }
+    }
+
+    /**
+     * Sends the runs of a data extent that lie plainly in a host file straight from it (sendfile),
+     * one chunk each; returns where that stopped (the extent's end, or where the rest must be
+     * read). A failed send is a {@link SendFailed}; other failures come before anything was sent.
+     */
+    private long sendFromHost(long handle, Extent e, boolean lastExtent) throws IOException {
+        long pos = e.offset();
+        while (pos < e.end()) {
+            long at = pos;
+            long n = node.withHostRun(at, e.end() - at, run -> {
+                try {
+                    replies.offsetData(handle, lastExtent && run.length() == e.end() - at, at, run);
+                } catch (IOException x) {
+                    throw new SendFailed(x);
+                }
+                return run.length();
+            });
+            if (n == 0) {
+                break;
+            }
+            pos += n;
+        }
+        return pos;
+    }
+
+    /** A reply that failed part way: the connection ends, no error reply follows. */
+    private static final class SendFailed extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        SendFailed(IOException cause) {
+            super(cause);
         }
     }
 

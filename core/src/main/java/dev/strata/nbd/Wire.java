@@ -1,5 +1,6 @@
 package dev.strata.nbd;
 
+import dev.strata.block.HostRun;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -107,6 +108,12 @@ final class Wire implements AutoCloseable {
                 channel.write(b);
             }
         }
+    }
+
+    /** Sends {@code header}, then the bytes of {@code run} straight from its host file (sendfile). */
+    void send(ByteBuffer header, HostRun run) throws IOException {
+        send(header);
+        run.file().sendTo(run.offset(), run.length(), channel);
     }
 
     @Override
