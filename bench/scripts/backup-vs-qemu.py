@@ -38,7 +38,8 @@ class Qmp:
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(path)
-        self.f = self.sock.makefile("rw")
+        # binary: lines end at b"\n" whatever the socket's read sizes (a text file may split "\r\n")
+        self.f = self.sock.makefile("rwb")
         self.events = []
         self.f.readline()
         self.cmd("qmp_capabilities")
@@ -47,7 +48,7 @@ class Qmp:
         msg = {"execute": command}
         if args:
             msg["arguments"] = args
-        self.f.write(json.dumps(msg) + "\n")
+        self.f.write((json.dumps(msg) + "\n").encode())
         self.f.flush()
         while True:
             r = json.loads(self.f.readline())

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side by side in one run: Strata's image tools against QEMU's on the same 2 GiB fully written
-# qcow2 image. Prints the median wall time of each command (whole process, start-up included)
+# qcow2 image (convert with and without -C, copy offloading). Prints the median wall time of each command (whole process, start-up included)
 # over REPS runs, and the ratio Strata / QEMU (below 1 means Strata is faster).
 #
 #   bench/scripts/img-vs-qemu.sh            # REPS=3 SIZE_MB=2048 WORK=/tmp/strata-bench
@@ -67,6 +67,12 @@ run_case "convert qcow2 -> qcow2" "rm -f $work/dst.qcow2" \
 run_case "convert qcow2 -> raw" "rm -f $work/dst.raw" \
   qemu-img convert -f qcow2 -O raw "$src" "$work/dst.raw" -- \
   "$strata" img convert -f qcow2 -O raw "$src" "$work/dst.raw"
+run_case "convert -C qcow2 -> qcow2" "rm -f $work/dst.qcow2" \
+  qemu-img convert -C -f qcow2 -O qcow2 "$src" "$work/dst.qcow2" -- \
+  "$strata" img convert -C -f qcow2 -O qcow2 "$src" "$work/dst.qcow2"
+run_case "convert -C qcow2 -> raw" "rm -f $work/dst.raw" \
+  qemu-img convert -C -f qcow2 -O raw "$src" "$work/dst.raw" -- \
+  "$strata" img convert -C -f qcow2 -O raw "$src" "$work/dst.raw"
 fresh="rm -f $work/w.qcow2; qemu-img create -q -f qcow2 $work/w.qcow2 ${size_mb}M"
 run_case "seq 1 MiB writes (qemu-io)" "$fresh" \
   qemu-io -f qcow2 "${qemu_writes[@]}" "$work/w.qcow2" -- \

@@ -114,7 +114,18 @@ public final class BackupJob extends Job {
     void attach() {
         source.addBeforeWrite(hook);
         target.addBlocker(BLOCKER);
+        if (METADATA_WRITEBACK) {
+            try {
+                // the target counts only once the job has flushed it: its metadata may wait
+                target.jobIo().setMetadataWriteback(true);
+            } catch (IOException e) {
+                // turning it on writes nothing; should a driver refuse, the target stays write-through
+            }
+        }
     }
+
+    /** {@code -Dstrata.backup.metadata-writeback=false} keeps the target's metadata write-through. */
+    static final boolean METADATA_WRITEBACK = !"false".equals(System.getProperty("strata.backup.metadata-writeback"));
 
     static final String BLOCKER = "block device is in use by block job: backup";
 
@@ -143,6 +154,7 @@ public final class BackupJob extends Job {
             }
         }
         try {
+            target.jobIo().setMetadataWriteback(false);
             target.flush();
         } catch (IOException e) {
             CopyFailure f = new CopyFailure(false, e);
@@ -358,6 +370,12 @@ public final class BackupJob extends Job {
         copy.detach();
         source.removeBeforeWrite(hook);
         copy.awaitIdle();
+        try {
+            // a failed or cancelled job leaves a target that is consistent as far as it got
+            target.jobIo().setMetadataWriteback(false);
+        } catch (IOException e) {
+            // the job has failed already (or its final flush would have failed on the same error)
+        }
         target.removeBlocker(BLOCKER);
         if (onClean != null) {
             onClean.run();

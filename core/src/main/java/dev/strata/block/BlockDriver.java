@@ -49,6 +49,14 @@ public interface BlockDriver extends AutoCloseable {
     default void startWriteback() throws IOException {}
 
     /**
+     * Lets the metadata that allocating writes change wait in memory until the next {@link #flush}
+     * (on), or writes it back and stops (off). For a backup's target, whose contents count only
+     * once the job has flushed it: a crash meanwhile loses unflushed writes but leaves no
+     * corruption. Drivers without such metadata ignore it.
+     */
+    default void setMetadataWriteback(boolean on) throws IOException {}
+
+    /**
      * Allocation status of this layer over {@code [offset, offset+length)}: contiguous extents
      * starting at {@code offset}, covering at least one byte and at most the range. Callers loop.
      */

@@ -84,6 +84,16 @@ public final class JobIo {
         }
     }
 
+    /** See {@link BlockDriver#setMetadataWriteback}. */
+    public void setMetadataWriteback(boolean on) throws IOException {
+        node.enterAlways();
+        try {
+            node.driver().setMetadataWriteback(on);
+        } finally {
+            node.gate().leave();
+        }
+    }
+
     /** Zeros with allocation kept, so a backing file never shows through. */
     public void writeZeroes(long offset, long length) throws IOException {
         node.checkWritable();

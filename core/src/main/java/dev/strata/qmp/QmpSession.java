@@ -28,7 +28,6 @@ public final class QmpSession {
     static final long MAX_PENDING_BYTES = 64L << 20;
 
     private static final Logger LOG = LoggerFactory.getLogger(QmpSession.class);
-    private static final byte[] CRLF = {'\r', '\n'};
 
     /** What the writer thread takes from the outbox. */
     private sealed interface Out {}
@@ -127,7 +126,8 @@ public final class QmpSession {
     void send(Map<String, Object> message) {
         // QEMU's monitor ends every output line with CRLF, the lines inside a pretty message too
         String text = pretty ? JsonWriter.writePretty(message).replace("\n", "\r\n") : JsonWriter.write(message);
-        byte[] bytes = text.getBytes(StandardCharsets.US_ASCII);
+        // the message and its line end go out in one write
+        byte[] bytes = (text + "\r\n").getBytes(StandardCharsets.US_ASCII);
         enqueue(new Bytes(bytes), bytes.length);
     }
 
@@ -154,7 +154,6 @@ public final class QmpSession {
                 switch (out) {
                     case Bytes(byte[] data) -> {
                         write(ByteBuffer.wrap(data));
-                        write(ByteBuffer.wrap(CRLF));
                         pendingBytes.addAndGet(-data.length);
                     }
                     case Action(Runnable run) -> run.run();

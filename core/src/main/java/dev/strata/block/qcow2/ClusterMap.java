@@ -137,6 +137,10 @@ final class ClusterMap {
             return null;
         }
         return l2Cache.get(off, o -> {
+            byte[] waiting = file.deferred().pending(o);
+            if (waiting != null) {
+                return waiting;
+            }
             byte[] t = new byte[clusterSize];
             file.read(o, t, 0, clusterSize);
             return t;
@@ -208,6 +212,9 @@ final class ClusterMap {
         }
         byte[] content = oldOff == 0 ? new byte[clusterSize] : l2(l1Index).clone();
         long newOff = refcounts.allocate();
+        // the L1 entry below makes the table reachable: its refcount (and every change waiting)
+        // goes first
+        file.deferred().writeBack();
         file.write(newOff, content, 0, clusterSize);
         l2Cache.put(newOff, content);
         setL1(l1Index, newOff | COPIED);
@@ -267,9 +274,12 @@ final class ClusterMap {
         file.write(l1Offset + 8L * l1Index, ByteBuffer.allocate(8).putLong(0, value));
     }
 
-    /** Writes entries [from, to) of a writable L2 table (one call per changed run). */
+    /** Writes entries [from, to) of a writable L2 table (one call per changed run), or defers them. */
     void writeEntries(int l1Index, byte[] table, int from, int to) throws IOException {
         long off = l1[l1Index] & OFFSET_MASK;
+        if (file.deferred().l2Table(off, table, from * 8, to * 8)) {
+            return;
+        }
         try {
             file.write(off + 8L * from, table, from * 8, (to - from) * 8);
         } catch (IOException e) {

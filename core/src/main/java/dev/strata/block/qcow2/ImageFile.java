@@ -19,10 +19,16 @@ import java.util.concurrent.atomic.AtomicLong;
 final class ImageFile {
     private final BlockNode node;
     private final AtomicLong length;
+    private final DeferredMetadata deferred = new DeferredMetadata(this);
 
     ImageFile(BlockNode node) throws IOException {
         this.node = node;
         this.length = new AtomicLong(node.length());
+    }
+
+    /** The metadata writes held back while write-back is on (off unless a backup's target). */
+    DeferredMetadata deferred() {
+        return deferred;
     }
 
     BlockNode node() {

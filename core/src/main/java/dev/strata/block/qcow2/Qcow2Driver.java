@@ -348,6 +348,8 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         }
         lock.writeLock().lock();
         try {
+            // a resize reads and rewrites tables behind the caches: nothing may wait
+            file.deferred().writeBack();
             header = new Qcow2Resize(this, file, map, refcounts, backing, header).resize(size, newLength);
             size = header.size();
         } finally {
@@ -368,7 +370,30 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     @Override
     public void flush() throws IOException {
         if (!readOnly) {
+            writeBackMetadata();
             file.flush();
+        }
+    }
+
+    private void writeBackMetadata() throws IOException {
+        lock.writeLock().lock();
+        try {
+            file.deferred().writeBack();
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    @Override
+    public void setMetadataWriteback(boolean on) throws IOException {
+        if (readOnly) {
+            return;
+        }
+        lock.writeLock().lock();
+        try {
+            file.deferred().set(on);
+        } finally {
+            lock.writeLock().unlock();
         }
     }
 

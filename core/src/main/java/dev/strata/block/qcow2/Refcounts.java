@@ -19,6 +19,8 @@ import java.nio.ByteBuffer;
  * it; the old table is freed after that. Allocation raises refcounts before the caller writes
  * anything that points to the new clusters; freeing lowers them after the caller removed the
  * last pointer. A crash between the two leaves a leak, never a cluster in use with refcount 0.
+ * With write-back on ({@link DeferredMetadata}), raised refcounts wait in memory, and what would
+ * break that order (a drop, a new block, a new table) writes them back first.
  *
  * <p>Concurrency: not thread-safe; the driver calls it only under its exclusive metadata lock.
  */
@@ -92,6 +94,10 @@ final class Refcounts {
         }
         file.checkInside("Refcount block", off, clusterSize);
         return blocks.get(off, o -> {
+            byte[] waiting = file.deferred().pending(o);
+            if (waiting != null) {
+                return waiting;
+            }
             byte[] b = new byte[clusterSize];
             file.read(o, b, 0, clusterSize);
             return b;
@@ -341,6 +347,8 @@ final class Refcounts {
             growTable(t + 1);
             return true;
         }
+        // a new block and its table entry are written through: what waits goes first
+        file.deferred().writeBack();
         long cluster = t << blockEntriesBits;
         checkNotReserved(cluster, 1);
         long off = cluster << clusterBits;
@@ -364,6 +372,7 @@ final class Refcounts {
      * end of the file, so nothing reachable from the old header changes until the header switches.
      */
     private void growTable(long minEntries) throws IOException {
+        file.deferred().writeBack();
         long entriesPerCluster = clusterSize / 8;
         long wanted = Math.max(minEntries, table.length + (table.length >> 1) + 1);
         long newClusters = (wanted + entriesPerCluster - 1) / entriesPerCluster;
@@ -436,6 +445,10 @@ final class Refcounts {
      * cluster without block or with refcount 0 is refused as corruption.
      */
     private void update(long first, long n, int delta) throws IOException {
+        if (delta < 0) {
+            // a drop comes after the pointer's removal reached the file, and that may be waiting
+            file.deferred().writeBack();
+        }
         long c = first;
         long end = first + n;
         while (c < end) {
@@ -469,6 +482,10 @@ final class Refcounts {
             int from = byteOf(i0);
             int to = Math.max(from + 1, byteOf(i1 - 1) + Math.max(1, (1 << refcountOrder) / 8));
             long blockOff = table[(int) t] & REFT_OFFSET_MASK;
+            if (delta > 0 && file.deferred().refcountBlock(blockOff, b, from, to)) {
+                c += i1 - i0;
+                continue;
+            }
             try {
                 file.write(blockOff + from, b, from, to - from);
             } catch (IOException e) {

@@ -14,6 +14,10 @@ import java.util.SplittableRandom;
  * "D index" after it returned, so the test knows which writes were acknowledged and which single
  * one may have been cut short. Data is {@link #pattern}, a function of the operation index and
  * the guest offset, so the test can rebuild the expected disk from the log alone.
+ *
+ * <p>With a fourth argument {@code writeback} the node's metadata write-back is on (as for a
+ * backup's target) and the writer flushes after every 16th operation, logging "F index" once the
+ * flush returned: only what was flushed must survive.
  */
 public final class CrashWriter {
     private CrashWriter() {}
@@ -34,12 +38,16 @@ public final class CrashWriter {
         String image = args[0];
         long seed = Long.parseLong(args[1]);
         long firstIndex = Long.parseLong(args[2]);
+        boolean writeback = args.length > 3 && args[3].equals("writeback");
         SplittableRandom rnd = new SplittableRandom(seed);
         PrintStream out = new PrintStream(System.out, false, java.nio.charset.StandardCharsets.US_ASCII);
         ByteBuffer buf = ByteBuffer.allocate(1 << 20);
         try (var graph = Drivers.newGraph()) {
             BlockNode node = graph.openImage(image, "qcow2", OpenFlags.READ_WRITE);
             long size = node.length();
+            if (writeback) {
+                node.driver().setMetadataWriteback(true);
+            }
             out.println("ready");
             out.flush();
             for (long i = firstIndex; ; i++) {
@@ -61,6 +69,10 @@ public final class CrashWriter {
                     default -> node.discard(offset, length);
                 }
                 out.println("D " + i);
+                if (writeback && i % 16 == 15) {
+                    node.flush();
+                    out.println("F " + i);
+                }
                 out.flush();
             }
         }

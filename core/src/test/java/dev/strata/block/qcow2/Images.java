@@ -32,6 +32,32 @@ final class Images {
                 .doesNotContain("leaked");
     }
 
+    /** Asserts {@code qemu-img check} finds no corruption and no check error; leaks are allowed. */
+    static void assertNoCorruption(Path image, String context) throws Exception {
+        Interop.Result check = Interop.qemuImg("check", "--output=json", image.toString());
+        com.fasterxml.jackson.databind.JsonNode report =
+                new com.fasterxml.jackson.databind.ObjectMapper().readTree(check.stdout());
+        assertThat(report.path("corruptions").asInt(0))
+                .as("%s: %s", context, check.stdout())
+                .isZero();
+        assertThat(report.path("check-errors").asInt(0))
+                .as("%s: %s", context, check.stdout())
+                .isZero();
+        assertThat(check.exitCode())
+                .as("%s: %s%s", context, check.stdout(), check.stderr())
+                .isIn(0, 3);
+    }
+
+    /** Reads a whole qcow2 image through a read-only Strata node. */
+    static byte[] readThroughStrata(Path image) throws IOException {
+        try (var graph = dev.strata.block.drivers.Drivers.newGraph()) {
+            BlockNode node = graph.openImage(image.toString(), "qcow2", dev.strata.block.OpenFlags.READ_ONLY);
+            byte[] all = readAll(node);
+            node.close();
+            return all;
+        }
+    }
+
     /** Asserts {@code qemu-img compare} finds the qcow2 image identical to {@code model}. */
     static void assertSameAs(Path image, byte[] model, Path scratch, String context) throws Exception {
         Path raw = scratch.resolve("model-" + System.nanoTime() + ".raw");
