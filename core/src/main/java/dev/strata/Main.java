@@ -1,5 +1,6 @@
 package dev.strata;
 
+import dev.strata.block.file.FileDriver;
 import dev.strata.daemon.DaemonCommand;
 import dev.strata.demo.DemoCommand;
 import dev.strata.img.ImgCommand;
@@ -28,6 +29,11 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        if (args.length > 0 && (args[0].equals("img") || args[0].equals("daemon"))) {
+            // binding the native calls takes ~100 ms; done beside the command line's parsing, the
+            // first file open finds them ready
+            Thread.ofPlatform().daemon().name("native-calls").start(FileDriver::bindNativeCalls);
+        }
         System.exit(run(args));
     }
 

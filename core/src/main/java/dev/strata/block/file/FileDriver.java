@@ -103,6 +103,14 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
         this.canSeekHoles = fd >= 0;
     }
 
+    /**
+     * Binds the native calls now (on a start-up thread of the caller's choosing) rather than at the
+     * first open; harmless to call more than once, or from several threads.
+     */
+    public static void bindNativeCalls() {
+        boolean unused = Posix.AVAILABLE;
+    }
+
     /** Opens from options: {@code filename} (required), {@code locking}; {@code aio} and others are ignored. */
     public static FileDriver open(BlockOptions options, OpenContext context) throws IOException {
         String filename = options.requireString("filename");
