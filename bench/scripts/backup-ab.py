@@ -4,14 +4,13 @@ backup-vs-qemu.py (full, incremental 1% and 10%); prints the medians and every r
 its JVM options through JAVA_TOOL_OPTIONS: A_OPTS and B_OPTS (defaults: one copy worker against
 two).
 
-    bench/scripts/backup-ab.py        # REPS=5 SIZE_MB=1024 WORK=/tmp/strata-backup-bench
+    bench/scripts/backup-ab.py        # REPS=5 SIZE_MB=2048 WORK=/tmp/strata-backup-bench (backup-vs-qemu.py's)
     A_OPTS=-Dstrata.copy.offload=false B_OPTS= bench/scripts/backup-ab.py
 """
 import importlib.util
 import os
 import statistics
 
-os.environ.setdefault("SIZE_MB", "1024")
 spec = importlib.util.spec_from_file_location(
     "backup_vs_qemu", os.path.join(os.path.dirname(os.path.abspath(__file__)), "backup-vs-qemu.py"))
 b = importlib.util.module_from_spec(spec)
