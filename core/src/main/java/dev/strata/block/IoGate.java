@@ -17,6 +17,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * #DRAINING} while at least one drain is active; waits happen under {@code lock}. Drains nest and
  * may come from several threads; a thread that holds a drain may still issue I/O on the node (it
  * is let through), so a drained section can read and write what it drained.
+ *
+ * <p>Nested requests are never held back: a request that a driver makes of a child while serving
+ * its own (qcow2 reading a refcount block from its file, say) is part of a request already in
+ * flight, which a drain of the parent waits for. Held back at a drained child it would wait for a
+ * drain that waits for it; a transaction drains every node, children included, so that happened
+ * (as in QEMU, only requests from outside the graph wait at a drain). A per-thread depth tells
+ * them apart: requests enter and leave on one thread, and drivers call their children on it.
  */
 public final class IoGate {
     private static final long DRAINING = 1L << 62;
@@ -28,14 +35,28 @@ public final class IoGate {
     private int drains;
     private final Map<Thread, Integer> drainers = new HashMap<>();
 
+    /** Requests this thread is inside, on any node: above 0, the next request is a nested one. */
+    private static final ThreadLocal<int[]> DEPTH = ThreadLocal.withInitial(() -> new int[1]);
+
     /** A held drain; closing it lets held-back requests go. */
     public interface Drained extends AutoCloseable {
         @Override
         void close();
     }
 
-    /** Admits one request, waiting while the node is drained by another thread. */
+    /** Admits one request, waiting while the node is drained by another thread (unless nested). */
     public void enter() {
+        int[] depth = DEPTH.get();
+        if (depth[0] > 0) {
+            state.incrementAndGet();
+            depth[0]++;
+            return;
+        }
+        admit();
+        depth[0]++;
+    }
+
+    private void admit() {
         while (true) {
             long s = state.get();
             if ((s & DRAINING) == 0) {
@@ -67,10 +88,12 @@ public final class IoGate {
      */
     public void enterAlways() {
         state.incrementAndGet();
+        DEPTH.get()[0]++;
     }
 
     /** Ends one request admitted by {@link #enter} or {@link #enterAlways}. */
     public void leave() {
+        DEPTH.get()[0]--;
         long s = state.decrementAndGet();
         if (s == DRAINING) {
             // the last request in flight finished while someone drains: wake the drainer

@@ -169,6 +169,43 @@ class BlockNodeTest {
     }
 
     @Test
+    void aRequestInFlightReachesItsDrainedChildSoTheParentsDrainEnds() throws Exception {
+        // a transaction drains every node, children first: a guest write already in flight on the
+        // qcow2 node must still reach the file child, or draining the qcow2 node waits forever
+        Path image = dir.resolve("nested.qcow2");
+        dev.strata.block.qcow2.Qcow2Create.create(image, dev.strata.block.qcow2.Qcow2Create.Options.of(8 << 20));
+        try (BlockGraph graph = Drivers.newGraph();
+                BlockNode node = graph.openImage(image.toString(), "qcow2", OpenFlags.READ_WRITE)) {
+            BlockNode file = node.file().orElseThrow();
+            java.util.concurrent.CompletableFuture<Void> write = new java.util.concurrent.CompletableFuture<>();
+            try (IoGate.Drained child = file.drain()) {
+                Thread.ofVirtual().start(() -> {
+                    try {
+                        // allocating: a refcount block, the data and the L2 table go to the file
+                        node.write(1 << 20, ByteBuffer.wrap(new byte[64 << 10]));
+                        write.complete(null);
+                    } catch (Throwable t) {
+                        write.completeExceptionally(t);
+                    }
+                });
+                // the write is in flight on the parent (or already done) before the parent drains
+                long deadline = System.nanoTime() + 10_000_000_000L;
+                while (!write.isDone() && node.inFlight() == 0 && System.nanoTime() < deadline) {
+                    Thread.onSpinWait();
+                }
+                java.util.concurrent.CompletableFuture<Void> parentDrained =
+                        java.util.concurrent.CompletableFuture.runAsync(
+                                () -> node.drain().close());
+                parentDrained.get(10, java.util.concurrent.TimeUnit.SECONDS);
+                assertThat(write)
+                        .as("the write ended before the parent's drain did")
+                        .isDone();
+            }
+            write.get(10, java.util.concurrent.TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
     void unknownDriversAndOptionsAreRefused() throws IOException {
         Path img = dir.resolve("disk.raw");
         Files.write(img, new byte[4096]);
