@@ -53,7 +53,7 @@ public final class BackupJob extends Job {
      * the copying and the flush at the end (which makes the backup durable before it reports
      * success) waits for little; 0 ({@code -Dstrata.backup.writeback=0}) leaves it to that flush.
      */
-    static final long WRITEBACK_EVERY = Long.getLong("strata.backup.writeback", 32L << 20);
+    static final long WRITEBACK_EVERY = Long.getLong("strata.backup.writeback", 4L << 20);
 
     // set at creation, never changed
     private final BlockNode source;
