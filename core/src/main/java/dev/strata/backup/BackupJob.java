@@ -55,6 +55,13 @@ public final class BackupJob extends Job {
      */
     static final long WRITEBACK_EVERY = Long.getLong("strata.backup.writeback", 4L << 20);
 
+    /**
+     * Whether the target's qcow2 metadata waits in memory until the job's final flush
+     * ({@link dev.strata.block.BlockDriver#setMetadataWriteback});
+     * {@code -Dstrata.backup.metadata-writeback=false} keeps it write-through.
+     */
+    static final boolean METADATA_WRITEBACK = !"false".equals(System.getProperty("strata.backup.metadata-writeback"));
+
     // set at creation, never changed
     private final BlockNode source;
     private final BlockNode target;
@@ -123,9 +130,6 @@ public final class BackupJob extends Job {
             }
         }
     }
-
-    /** {@code -Dstrata.backup.metadata-writeback=false} keeps the target's metadata write-through. */
-    static final boolean METADATA_WRITEBACK = !"false".equals(System.getProperty("strata.backup.metadata-writeback"));
 
     static final String BLOCKER = "block device is in use by block job: backup";
 
@@ -371,10 +375,11 @@ public final class BackupJob extends Job {
         source.removeBeforeWrite(hook);
         copy.awaitIdle();
         try {
-            // a failed or cancelled job leaves a target that is consistent as far as it got
+            // after success a no-op (the run wrote it back before its flush); after a failure or a
+            // cancel it leaves a target that is consistent as far as the copy got
             target.jobIo().setMetadataWriteback(false);
         } catch (IOException e) {
-            // the job has failed already (or its final flush would have failed on the same error)
+            // the job has already ended in failure or was cancelled: nothing more to report
         }
         target.removeBlocker(BLOCKER);
         if (onClean != null) {
