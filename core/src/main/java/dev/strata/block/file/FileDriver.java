@@ -467,7 +467,9 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
     public void flush() throws IOException {
         if (!readOnly) {
             try {
-                channel.force(true);
+                // fdatasync, as QEMU's file-posix: the data and what reading it back needs (the
+                // size, the allocation), not the timestamps
+                channel.force(false);
             } catch (IOException e) {
                 throw hostError(e);
             }
