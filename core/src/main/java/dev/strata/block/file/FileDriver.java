@@ -284,11 +284,6 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
         }
     }
 
-    /**
-     * The file's own bytes, without asking the file's size: a run that reaches past the end reads
-     * zeros there, whether through the kernel (a copy ends at the end and the rest goes through
-     * {@link #read}) or not.
-     */
     /** Starts writeback of the whole file's dirty pages (sync_file_range WRITE). */
     @Override
     public void startWriteback() throws IOException {
@@ -297,6 +292,11 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
         }
     }
 
+    /**
+     * The file's own bytes, without asking the file's size: a run that reaches past the end reads
+     * zeros there, whether through the kernel (a copy ends at the end and the rest goes through
+     * {@link #read}) or not.
+     */
     @Override
     public HostRun hostRun(long offset, long length) {
         return new HostRun(this, offset, length);
