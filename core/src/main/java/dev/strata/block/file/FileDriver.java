@@ -14,11 +14,6 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.WritableByteChannel;
-import java.nio.file.AccessDeniedException;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -137,83 +132,8 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
      *     \"write\" lock" and, on the next line, "Is another process using the image [x]?")
      */
     public static FileDriver open(String filename, OpenFlags flags, Locking locking) throws IOException {
-        if (!Posix.AVAILABLE) {
-            if (locking == Locking.ON) {
-                throw lockingUnavailable(filename);
-            }
-            return new FileDriver(
-                    filename, openChannel(Path.of(filename), filename, flags.readOnly()), -1, flags.readOnly(), false);
-        }
-        int fd;
-        try {
-            fd = Posix.open(filename, flags.readOnly() ? Posix.O_RDONLY : Posix.O_RDWR);
-        } catch (BlockException e) {
-            throw openFailure(filename, e.errno());
-        }
-        try {
-            if (!Posix.fstat(fd).isRegularFile()) {
-                throw new BlockException(
-                        "'file' driver requires '" + filename + "' to be a regular file", BlockException.EINVAL);
-            }
-            boolean lock = switch (locking) {
-                case OFF -> false;
-                case AUTO -> ImageLock.supported(fd);
-                case ON -> {
-                    if (!ImageLock.supported(fd)) {
-                        throw lockingUnavailable(filename);
-                    }
-                    yield true;
-                }
-            };
-            if (lock) {
-                ImageLock.forFlags(flags).acquire(fd, filename);
-            }
-            Path self = Path.of("/proc/self/fd/" + fd);
-            Path path = Files.exists(self) ? self : Path.of(filename);
-            return new FileDriver(filename, openChannel(path, filename, flags.readOnly()), fd, flags.readOnly(), lock);
-        } catch (IOException | RuntimeException e) {
-            closeQuietly(fd);
-            throw e;
-        }
-    }
-
-    private static FileChannel openChannel(Path path, String filename, boolean readOnly) throws BlockException {
-        try {
-            return readOnly
-                    ? FileChannel.open(path, StandardOpenOption.READ)
-                    : FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
-        } catch (NoSuchFileException e) {
-            throw openFailure(filename, Posix.ENOENT);
-        } catch (AccessDeniedException e) {
-            throw openFailure(filename, Posix.EACCES);
-        } catch (IOException e) {
-            String reason = e instanceof java.nio.file.FileSystemException fse && fse.getReason() != null
-                    ? fse.getReason()
-                    : e.getMessage();
-            throw new BlockException("Could not open '" + filename + "': " + reason, e);
-        }
-    }
-
-    private static BlockException openFailure(String filename, int errno) {
-        return switch (errno) {
-            case Posix.ENOENT -> new BlockException("Could not open '" + filename + "': No such file or directory");
-            case Posix.EACCES, BlockException.EPERM ->
-                new BlockException("Could not open '" + filename + "': Permission denied", BlockException.EPERM);
-            default -> new BlockException("Could not open '" + filename + "': " + Posix.strerror(errno), errno);
-        };
-    }
-
-    private static BlockException lockingUnavailable(String filename) {
-        return new BlockException(
-                "locking=on was requested but OFD locks do not work for '" + filename + "'", BlockException.ENOTSUP);
-    }
-
-    private static void closeQuietly(int fd) {
-        try {
-            Posix.close(fd);
-        } catch (BlockException ignored) {
-            // the open already failed; that error is the one to report
-        }
+        FileOpening.Opened o = FileOpening.open(filename, flags, locking);
+        return new FileDriver(filename, o.channel(), o.fd(), flags.readOnly(), o.locked());
     }
 
     @Override
