@@ -277,11 +277,15 @@ public final class BlockNode implements AutoCloseable {
         checkRange(offset, length);
         enter();
         try {
-            HostRun run = length == 0 ? null : driver.hostRun(offset, length);
-            return run == null ? 0 : use.use(run);
+            return withHostRunInGate(offset, length, use);
         } finally {
             gate.leave();
         }
+    }
+
+    long withHostRunInGate(long offset, long length, HostRunUse use) throws IOException {
+        HostRun run = length == 0 ? null : driver.hostRun(offset, length);
+        return run == null ? 0 : use.use(run);
     }
 
     /**

@@ -12,9 +12,4 @@ public record HostRun(HostFile file, long offset, long length) {
             throw new IllegalArgumentException("bad host run at " + offset + " of " + length + " bytes");
         }
     }
-
-    /** The first {@code n} bytes of this run. */
-    public HostRun head(long n) {
-        return n >= length ? this : new HostRun(file, offset, n);
-    }
 }

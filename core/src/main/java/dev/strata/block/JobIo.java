@@ -51,8 +51,7 @@ public final class JobIo {
         node.checkRange(offset, length);
         node.enterAlways();
         try {
-            HostRun run = length == 0 ? null : node.driver().hostRun(offset, length);
-            return run == null ? 0 : use.use(run);
+            return node.withHostRunInGate(offset, length, use);
         } finally {
             node.gate().leave();
         }

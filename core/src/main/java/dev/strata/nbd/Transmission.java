@@ -234,31 +234,26 @@ final class Transmission {
 
     private void read(Request r) throws IOException {
         int length = (int) r.length();
-        if (structured && length == 0) {
+        if (!structured) {
+            simpleRead(r, length);
+            return;
+        }
+        if (length == 0) {
             replies.none(r.handle());
             return;
         }
-        ByteBuffer data = buffers.take(length);
+        List<Extent> extents;
         try {
-            if (!structured) {
-                try {
-                    node.read(r.offset(), data);
-                } catch (IOException e) {
-                    replies.error(r.handle(), errorOf(e), message(e));
-                    return;
-                }
-                replies.simpleData(r.handle(), data.flip());
-                return;
-            }
-            List<Extent> extents;
-            try {
-                extents = (r.flags() & CMD_FLAG_DF) != 0
-                        ? List.of(Extent.of(r.offset(), length, Extent.Kind.DATA))
-                        : node.blockStatus(r.offset(), length);
-            } catch (IOException e) {
-                replies.error(r.handle(), errorOf(e), message(e));
-                return;
-            }
+            extents = (r.flags() & CMD_FLAG_DF) != 0
+                    ? List.of(Extent.of(r.offset(), length, Extent.Kind.DATA))
+                    : node.blockStatus(r.offset(), length);
+        } catch (IOException e) {
+            replies.error(r.handle(), errorOf(e), message(e));
+            return;
+        }
+        // taken only when some data cannot go straight from a host file
+        ByteBuffer data = null;
+        try {
             for (int i = 0; i < extents.size(); i++) {
                 Extent e = extents.get(i);
                 boolean last = i == extents.size() - 1;
@@ -272,6 +267,9 @@ final class Transmission {
                     if (from == e.end()) {
                         continue;
                     }
+                    if (data == null) {
+                        data = buffers.take(length);
+                    }
                     ByteBuffer slice = data.slice((int) (from - r.offset()), (int) (e.end() - from));
                     node.read(from, slice);
                     replies.offsetData(r.handle(), last, from, slice.flip());
@@ -282,6 +280,24 @@ final class Transmission {
                     return;
                 }
             }
+        } finally {
+            if (data != null) {
+                buffers.give(data);
+            }
+        }
+    }
+
+    /** A read answered with a simple reply: the whole range through a buffer. */
+    private void simpleRead(Request r, int length) throws IOException {
+        ByteBuffer data = buffers.take(length);
+        try {
+            try {
+                node.read(r.offset(), data);
+            } catch (IOException e) {
+                replies.error(r.handle(), errorOf(e), message(e));
+                return;
+            }
+            replies.simpleData(r.handle(), data.flip());
         } finally {
             buffers.give(data);
         }

@@ -136,15 +136,7 @@ final class ClusterMap {
         if (off == 0) {
             return null;
         }
-        return l2Cache.get(off, o -> {
-            byte[] waiting = file.deferred().pending(o);
-            if (waiting != null) {
-                return waiting;
-            }
-            byte[] t = new byte[clusterSize];
-            file.read(o, t, 0, clusterSize);
-            return t;
-        });
+        return l2Cache.get(off, o -> file.readTable(o, clusterSize));
     }
 
     /** The L2 entry for a guest cluster (0 when its table is unallocated or it is past the L1 table). */

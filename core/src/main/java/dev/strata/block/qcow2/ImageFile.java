@@ -47,6 +47,20 @@ final class ImageFile {
         node.read(pos, ByteBuffer.wrap(dst, off, len));
     }
 
+    /**
+     * A metadata table of {@code size} bytes at {@code pos}, for a cache that misses it: the copy
+     * waiting in write-back if there is one (the file's is stale), else read from the file.
+     */
+    byte[] readTable(long pos, int size) throws IOException {
+        byte[] waiting = deferred.pending(pos);
+        if (waiting != null) {
+            return waiting;
+        }
+        byte[] t = new byte[size];
+        read(pos, t, 0, size);
+        return t;
+    }
+
     void write(long pos, ByteBuffer src) throws IOException {
         long end = pos + src.remaining();
         node.write(pos, src);

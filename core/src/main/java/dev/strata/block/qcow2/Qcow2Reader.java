@@ -1,5 +1,6 @@
 package dev.strata.block.qcow2;
 
+import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
 import dev.strata.block.Extent;
 import dev.strata.block.HostRun;
@@ -89,52 +90,62 @@ final class Qcow2Reader {
      * guest orders against this read, as QEMU's qcow2 does).
      */
     HostRun hostRun(long offset, long length) throws IOException {
-        long c = offset >>> clusterBits;
-        int inCl = (int) (offset & (clusterSize - 1));
-        long host;
-        long n;
+        Run r;
         lock.readLock().lock();
         try {
-            byte[] t = map.l2((int) (c >>> map.l2Bits()));
-            int idx = (int) (c & (l2Entries - 1));
-            long e = t == null ? 0 : ClusterMap.entry(t, idx);
-            if (ClusterMap.type(e) != Type.NORMAL) {
+            r = run(offset, length);
+            if (r.type() != Type.NORMAL) {
                 return null;
             }
-            int clusters = runLength(t, idx, e, Type.NORMAL, inCl, length);
-            host = e & ClusterMap.OFFSET_MASK;
-            map.checkDataCluster(e, c);
-            file.checkInside("Data cluster run", host + (long) (clusters - 1) * clusterSize, 1);
-            n = Math.min((long) clusters * clusterSize - inCl, length);
+            checkData(r);
         } finally {
             lock.readLock().unlock();
         }
-        return fileNode.hostRun(host + inCl, n);
+        return fileNode.hostRun(r.host() + r.inCluster(), r.bytes());
+    }
+
+    /**
+     * The longest run at a guest offset that one kind of source serves, at most {@code want}
+     * bytes: its first entry and type, its first guest cluster and the offset in it, its length
+     * in clusters and in bytes. Callers hold the lock.
+     */
+    private record Run(long entry, Type type, long cluster, int inCluster, int clusters, long bytes) {
+        long host() {
+            return entry & ClusterMap.OFFSET_MASK;
+        }
+    }
+
+    private Run run(long pos, long want) throws IOException {
+        long c = pos >>> clusterBits;
+        int inCl = (int) (pos & (clusterSize - 1));
+        int idx = (int) (c & (l2Entries - 1));
+        byte[] t = map.l2((int) (c >>> map.l2Bits()));
+        long e = t == null ? 0 : ClusterMap.entry(t, idx);
+        Type type = ClusterMap.type(e);
+        int clusters = runLength(t, idx, e, type, inCl, want);
+        return new Run(e, type, c, inCl, clusters, Math.min((long) clusters * clusterSize - inCl, want));
+    }
+
+    /** Refuses a data run whose clusters are not where data may lie. */
+    private void checkData(Run r) throws BlockException {
+        map.checkDataCluster(r.entry(), r.cluster());
+        file.checkInside("Data cluster run", r.host() + (long) (r.clusters() - 1) * clusterSize, 1);
     }
 
     /** Reads the longest run at {@code pos} that one kind of source serves; returns its length. */
     private int readRun(long pos, ByteBuffer dst) throws IOException {
-        long c = pos >>> clusterBits;
-        int inCl = (int) (pos & (clusterSize - 1));
-        int l1i = (int) (c >>> map.l2Bits());
-        int idx = (int) (c & (l2Entries - 1));
-        byte[] t = map.l2(l1i);
-        long e = t == null ? 0 : ClusterMap.entry(t, idx);
-        Type type = ClusterMap.type(e);
-        int clusters = runLength(t, idx, e, type, inCl, dst.remaining());
-        int n = (int) Math.min((long) clusters * clusterSize - inCl, dst.remaining());
+        Run r = run(pos, dst.remaining());
+        int n = (int) r.bytes();
         ByteBuffer part = dst.slice(dst.position(), n);
-        switch (type) {
+        switch (r.type()) {
             case UNALLOCATED -> readBacking(pos, part);
             case ZERO_PLAIN, ZERO_ALLOC -> fillZeros(part);
             case NORMAL -> {
-                long host = e & ClusterMap.OFFSET_MASK;
-                map.checkDataCluster(e, c);
-                file.checkInside("Data cluster run", host + (long) (clusters - 1) * clusterSize, 1);
+                checkData(r);
                 fileNode.debugEvent("read_aio");
-                file.read(host + inCl, part);
+                file.read(r.host() + r.inCluster(), part);
             }
-            case COMPRESSED -> readCompressed(e, c, inCl, part);
+            case COMPRESSED -> readCompressed(r.entry(), r.cluster(), r.inCluster(), part);
         }
         return n;
     }
@@ -257,21 +268,14 @@ final class Qcow2Reader {
             long pos = offset;
             long end = offset + length;
             while (pos < end) {
-                long c = pos >>> clusterBits;
-                int inCl = (int) (pos & (clusterSize - 1));
-                int l1i = (int) (c >>> map.l2Bits());
-                int idx = (int) (c & (l2Entries - 1));
-                byte[] t = map.l2(l1i);
-                long e = t == null ? 0 : ClusterMap.entry(t, idx);
-                Type type = ClusterMap.type(e);
-                int clusters = runLength(t, idx, e, type, inCl, end - pos);
-                long n = Math.min((long) clusters * clusterSize - inCl, end - pos);
-                long host = e & ClusterMap.OFFSET_MASK;
-                Extent x = switch (type) {
+                Run r = run(pos, end - pos);
+                long n = r.bytes();
+                long host = r.host() + r.inCluster();
+                Extent x = switch (r.type()) {
                     case UNALLOCATED -> Extent.of(pos, n, Extent.Kind.UNALLOCATED);
                     case ZERO_PLAIN -> Extent.of(pos, n, Extent.Kind.ZERO);
-                    case ZERO_ALLOC -> new Extent(pos, n, Extent.Kind.ZERO, 0, host + inCl, hostFile);
-                    case NORMAL -> new Extent(pos, n, Extent.Kind.DATA, 0, host + inCl, hostFile);
+                    case ZERO_ALLOC -> new Extent(pos, n, Extent.Kind.ZERO, 0, host, hostFile);
+                    case NORMAL -> new Extent(pos, n, Extent.Kind.DATA, 0, host, hostFile);
                     case COMPRESSED -> Extent.of(pos, n, Extent.Kind.DATA);
                 };
                 Extent.appendMerged(out, x);

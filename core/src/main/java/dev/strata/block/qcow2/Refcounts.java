@@ -93,15 +93,7 @@ final class Refcounts {
                     + Integer.toHexString(tableIndex) + "); the image is corrupt");
         }
         file.checkInside("Refcount block", off, clusterSize);
-        return blocks.get(off, o -> {
-            byte[] waiting = file.deferred().pending(o);
-            if (waiting != null) {
-                return waiting;
-            }
-            byte[] b = new byte[clusterSize];
-            file.read(o, b, 0, clusterSize);
-            return b;
-        });
+        return blocks.get(off, o -> file.readTable(o, clusterSize));
     }
 
     /** The refcount of the cluster with index {@code cluster} (host offset / cluster size). */
