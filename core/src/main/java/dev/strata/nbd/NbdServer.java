@@ -31,8 +31,10 @@ import org.slf4j.LoggerFactory;
  * with qemu-storage-daemon's rules and refusals for starting, stopping, adding and removing.
  *
  * <p>Concurrency: the QMP commands that call in here run one at a time, but clients connect and
- * leave on their own virtual threads, so the export table is read under {@code this} and the
- * connection set is concurrent. An accepted client takes one of {@code max-connections} slots
+ * leave on their own threads, so the export table is read under {@code this} and the connection
+ * set is concurrent. A client's thread is a platform thread whose socket stays blocking: its
+ * reads and replies go straight to the kernel, without the virtual threads' poller (see
+ * {@link Transmission}). An accepted client takes one of {@code max-connections} slots
  * before the next accept, so further clients wait in the listen backlog as in QEMU.
  *
  * <p>Invariants: every export holds its bitmaps (busy) and counts as a user of its node from
@@ -224,7 +226,8 @@ public final class NbdServer implements AutoCloseable {
                     }
                 });
                 connections.add(self[0]);
-                threads.put(self[0], Thread.ofVirtual().name("nbd-client").start(self[0]));
+                threads.put(
+                        self[0], Thread.ofPlatform().daemon().name("nbd-client").start(self[0]));
             } catch (InterruptedException e) {
                 return;
             } catch (IOException e) {
