@@ -3,7 +3,9 @@
 # copy of the same fully written raw image over a UNIX socket. nbdcopy and qemu-img convert move
 # the whole image out of the export (read) and into it (write), first with no bitmap, then with
 # BITMAPS recording dirty bitmaps on the exported node. Prints the median wall time over REPS runs
-# and the ratio Strata / QEMU (below 1 means Strata is faster).
+# and the ratio Strata / QEMU (below 1 means Strata is faster), and the median CPU time (user +
+# system) of the client itself against each server: a client that needs as much CPU as the
+# wall time bounds the case whatever the server does.
 #
 #   bench/scripts/nbd-vs-qemu.sh          # REPS=3 SIZE_MB=2048 BITMAPS=8 WORK=/tmp/strata-nbd-bench
 set -euo pipefail
@@ -18,12 +20,14 @@ mkdir -p "$work"
 
 now_ns() { date +%s%N; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# time_ms COMMAND...: prints the wall time and the command's own CPU time, in milliseconds
 time_ms() {
   sync
-  local s e; s=$(now_ns)
-  "$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; return 1; }
+  local s e cpu; s=$(now_ns)
+  /usr/bin/time -f "%U %S" -o "$work/cpu.txt" "$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; return 1; }
   e=$(now_ns)
-  echo $(( (e - s) / 1000000 ))
+  cpu=$(awk '{printf "%d", ($1 + $2) * 1000}' "$work/cpu.txt")
+  echo "$(( (e - s) / 1000000 )) $cpu"
 }
 
 # qmp SOCKET COMMAND [JSON-ARGUMENTS]: one command on a fresh QMP connection; fails on an error
@@ -78,16 +82,17 @@ uri() { echo "nbd+unix:///drive0?socket=$work/$1.nbd"; }
 
 run_case() { # NAME COMMAND-TEMPLATE (with @URI@ for the export)
   local name=$1 tmpl=$2 side t cmd
-  local -a tq=() ts=()
+  local -a tq=() ts=() cq=() cs=()
   for ((r = 0; r < reps; r++)); do
     for side in qemu strata; do
       cmd=${tmpl//@URI@/$(uri $side)}
       t=$(eval time_ms "$cmd") || exit 1
-      if [ $side = qemu ]; then tq+=("$t"); else ts+=("$t"); fi
+      if [ $side = qemu ]; then tq+=("${t% *}"); cq+=("${t#* }"); else ts+=("${t% *}"); cs+=("${t#* }"); fi
     done
   done
   local mq ms; mq=$(median "${tq[@]}"); ms=$(median "${ts[@]}")
-  printf '| %-40s | %8s | %8s | %6s |\n' "$name" "$mq" "$ms" "$(awk -v a="$ms" -v b="$mq" 'BEGIN {printf "%.2f", a / b}')"
+  printf '| %-40s | %8s | %8s | %6s | %6s / %6s |\n' "$name" "$mq" "$ms" \
+    "$(awk -v a="$ms" -v b="$mq" 'BEGIN {printf "%.2f", a / b}')" "$(median "${cq[@]}")" "$(median "${cs[@]}")"
 }
 
 cases() { # LABEL
@@ -99,8 +104,8 @@ cases() { # LABEL
 
 echo
 echo "Medians of $reps runs, ${size_mb} MiB raw image, $(nproc) cores, $(date -u +%Y-%m-%d)"
-echo "| case                                     | QEMU ms  | Strata ms| ratio  |"
-echo "|------------------------------------------|----------|----------|--------|"
+echo "| case                                     | QEMU ms  | Strata ms| ratio  | client CPU ms (QEMU / Strata) |"
+echo "|------------------------------------------|----------|----------|--------|-------------------------------|"
 cases "(no bitmap)"
 for side in qemu strata; do
   for ((i = 0; i < bitmaps; i++)); do
@@ -108,4 +113,4 @@ for side in qemu strata; do
   done
 done
 cases "($bitmaps bitmaps)"
-rm -f "$work/out.raw"
+rm -f "$work/out.raw" "$work/cpu.txt"
