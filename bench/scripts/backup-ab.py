@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A/B of two Strata daemon settings side by side in one run, on the same disk and the same cases as
-backup-vs-qemu.py (full, incremental 1% and 10%); prints the medians and every run. Each side gets
+backup-vs-qemu.py (full, incremental 1% and 10%), after the same untimed warm-up rounds (WARMUP);
+prints the medians and every run. Each side gets
 its JVM options through JAVA_TOOL_OPTIONS: A_OPTS and B_OPTS (defaults: one copy worker against
 two).
 
-    bench/scripts/backup-ab.py        # REPS=5 SIZE_MB=2048 WORK=/tmp/strata-backup-bench (backup-vs-qemu.py's)
+    bench/scripts/backup-ab.py        # REPS=5 WARMUP=3 SIZE_MB=2048 WORK=/tmp/strata-backup-bench (backup-vs-qemu.py's)
     A_OPTS=-Dstrata.copy.offload=false B_OPTS= bench/scripts/backup-ab.py
 """
 import importlib.util
@@ -28,9 +29,9 @@ def main():
     os.environ.pop("JAVA_TOOL_OPTIONS")
     times = {}
     try:
-        for rep in range(int(os.environ.get("REPS", "5"))):
+        for rep in range(b.WARMUP + int(os.environ.get("REPS", "5"))):
             for s in sides:
-                t = times.setdefault(s.name, {})
+                t = times.setdefault(s.name, {}) if rep >= b.WARMUP else {}
                 full = os.path.join(b.WORK, s.name + "-full.qcow2")
                 if os.path.exists(full):
                     os.remove(full)
@@ -49,6 +50,7 @@ def main():
     finally:
         for s in sides:
             s.stop()
+    print("after %d untimed rounds" % b.WARMUP)
     print("A: %s" % (opts["A"] or "(defaults)"))
     print("B: %s" % (opts["B"] or "(defaults)"))
     print("| case | A | B | runs (A / B) |")

@@ -12,9 +12,13 @@ medians of REPS runs each:
   dd          the same bytes as the full backup written by dd with conv=fdatasync (the baseline
               the full backup is held against)
 
-Prints a markdown table with throughputs and the ratio Strata / QEMU (above 1: Strata is faster).
+WARMUP rounds of every case run first on both sides and are not counted (a daemon runs for days:
+the copy loop of a fresh JVM runs interpreted or being compiled during its first backups, and
+warms up within about three rounds); the first round's times are printed apart, as the cold
+numbers. Prints a markdown table with throughputs and the ratio Strata / QEMU (above 1: Strata
+is faster), then every timed run.
 
-    bench/scripts/backup-vs-qemu.py        # REPS=3 SIZE_MB=2048 WORK=/tmp/strata-backup-bench
+    bench/scripts/backup-vs-qemu.py        # REPS=3 WARMUP=3 SIZE_MB=2048 WORK=/tmp/strata-backup-bench
 """
 import json
 import os
@@ -28,6 +32,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STRATA = os.path.join(ROOT, "strata")
 REPS = int(os.environ.get("REPS", "3"))
+WARMUP = int(os.environ.get("WARMUP", "3"))
 SIZE_MB = int(os.environ.get("SIZE_MB", "2048"))
 WORK = os.environ.get("WORK", "/tmp/strata-backup-bench")
 CLUSTER = 64 << 10
@@ -165,10 +170,13 @@ def main():
     prepare()
     sides = [Side("qemu", ["qemu-storage-daemon"]), Side("strata", [STRATA, "daemon"])]
     times = {s.name: {} for s in sides}
+    cold = {s.name: {} for s in sides}
     try:
-        for rep in range(REPS):
+        for rep in range(WARMUP + REPS):
             for s in sides:
-                t = times[s.name]
+                t = times[s.name] if rep >= WARMUP else {}
+                if rep == 0 and WARMUP:
+                    t = cold[s.name]
                 full = os.path.join(WORK, s.name + "-full.qcow2")
                 if os.path.exists(full):
                     os.remove(full)
@@ -195,6 +203,8 @@ def main():
                 t.setdefault("guest", []).append(
                     s.guest(["write -P 9 %d 1M" % (i << 20) for i in range(GUEST_MB)]))
                 s.qmp.wait_job(job)
+            if rep < WARMUP:
+                continue
             dd = os.path.join(WORK, "dd.out")
             run("sync")
             t0 = time.monotonic()
@@ -207,16 +217,31 @@ def main():
 
     mb = {"full": SIZE_MB, "guest": GUEST_MB}
     print()
-    print("Medians of %d runs, %d MiB disk, %d cores, %s" % (REPS, SIZE_MB, os.cpu_count(), time.strftime("%Y-%m-%d")))
+    print("Medians of %d runs after %d untimed rounds, %d MiB disk, %d cores, %s"
+          % (REPS, WARMUP, SIZE_MB, os.cpu_count(), time.strftime("%Y-%m-%d")))
     print("| case | QEMU | Strata | Strata / QEMU |")
     print("|---|---|---|---|")
-    for case in ("full", "inc 1%", "inc 10%", "guest"):
-        q = statistics.median(times["qemu"][case])
-        st = statistics.median(times["strata"][case])
+    cases = ("full", "inc 1%", "inc 10%", "guest")
+
+    def row(case, q, st):
         if case in mb:
-            print("| %s | %.0f MB/s | %.0f MB/s | %.2f |" % (case, mb[case] / q, mb[case] / st, q / st))
-        else:
-            print("| %s | %.2f s | %.2f s | %.2f |" % (case, q, st, q / st))
+            return "| %s | %.0f MB/s | %.0f MB/s | %.2f |" % (case, mb[case] / q, mb[case] / st, q / st)
+        return "| %s | %.3f s | %.3f s | %.2f |" % (case, q, st, q / st)
+
+    for case in cases:
+        print(row(case, statistics.median(times["qemu"][case]), statistics.median(times["strata"][case])))
+    if WARMUP:
+        print()
+        print("Cold: the first round, in fresh daemons")
+        print("| case | QEMU | Strata | Strata / QEMU |")
+        print("|---|---|---|---|")
+        for case in cases:
+            print(row(case, cold["qemu"][case][0], cold["strata"][case][0]))
+    print()
+    print("Every timed run, seconds (QEMU / Strata):")
+    for case in cases:
+        print("  %-8s %s / %s" % (case, " ".join("%.3f" % x for x in times["qemu"][case]),
+                                  " ".join("%.3f" % x for x in times["strata"][case])))
     dd = statistics.median(times["dd"]["dd"])
     full = statistics.median(times["strata"]["full"])
     print()
