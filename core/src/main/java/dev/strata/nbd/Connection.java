@@ -14,7 +14,7 @@ import org.slf4j.LoggerFactory;
  * for why not a virtual one).
  *
  * <p>Concurrency: the connection's thread is the only one that reads its socket, and writes it but
- * for the replies of flushes, which their own threads send under the reply lock; other threads
+ * for the replies of flushes, which the flush threads send under the reply lock; other threads
  * only {@link #close} it (server stop, {@code block-export-del} in hard mode, the
  * handshake deadline), which makes the thread's blocked read fail and the thread end. A request
  * being served when that happens completes on the node first, so nothing is left half-tracked.
