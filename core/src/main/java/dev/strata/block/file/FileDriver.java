@@ -17,6 +17,7 @@ import java.nio.channels.WritableByteChannel;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The "file" protocol driver: a host file accessed with positional {@link FileChannel} I/O, plus a
@@ -86,6 +87,20 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
     private volatile boolean canSeekHoles;
 
     private final AtomicBoolean closed = new AtomicBoolean();
+
+    /**
+     * QEMU's write_gen and flushed_gen: changes to the file that have completed, and how many of
+     * them the last completed flush covered. A flush with nothing new to cover skips fdatasync (a
+     * guest that flushes again with nothing written in between costs a syscall that waits for the
+     * disk). A change counts only once it has completed, so a flush that starts before it never
+     * claims to cover it.
+     */
+    private final AtomicLong changes = new AtomicLong();
+
+    private final AtomicLong flushedChanges = new AtomicLong();
+
+    /** fdatasync calls made (tests see the skip through it). */
+    private final AtomicLong syncs = new AtomicLong();
 
     private FileDriver(String filename, FileChannel channel, int fd, boolean readOnly, boolean locked) {
         this.filename = filename;
@@ -201,6 +216,9 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
             }
         } catch (IOException e) {
             throw hostError(e);
+        } finally {
+            // a write that failed part way may still have changed the file
+            changes.incrementAndGet();
         }
     }
 
@@ -224,6 +242,15 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
 
     @Override
     public boolean writeHost(long offset, HostRun run) throws IOException {
+        try {
+            copyIn(offset, run);
+        } finally {
+            changes.incrementAndGet();
+        }
+        return true;
+    }
+
+    private void copyIn(long offset, HostRun run) throws IOException {
         long done = 0;
         while (done < run.length()) {
             long n = run.file().copyTo(run.offset() + done, run.length() - done, this, offset + done);
@@ -236,7 +263,6 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
             }
             done += n;
         }
-        return true;
     }
 
     @Override
@@ -301,6 +327,14 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
      */
     @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        try {
+            zeroes(offset, length, mayUnmap);
+        } finally {
+            changes.incrementAndGet();
+        }
+    }
+
+    private void zeroes(long offset, long length, boolean mayUnmap) throws IOException {
         long end = offset + length;
         long size = channel.size();
         long insideEnd = Math.min(end, size);
@@ -377,23 +411,39 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
     /** Punches a hole where the host can; otherwise does nothing, which a discard allows. */
     @Override
     public void discard(long offset, long length) throws IOException {
-        long insideEnd = Math.min(offset + length, channel.size());
-        if (insideEnd > offset) {
-            punch(offset, insideEnd - offset);
+        try {
+            long insideEnd = Math.min(offset + length, channel.size());
+            if (insideEnd > offset) {
+                punch(offset, insideEnd - offset);
+            }
+        } finally {
+            changes.incrementAndGet();
         }
     }
 
     @Override
     public void flush() throws IOException {
-        if (!readOnly) {
-            try {
-                // fdatasync, as QEMU's file-posix: the data and what reading it back needs (the
-                // size, the allocation), not the timestamps
-                channel.force(false);
-            } catch (IOException e) {
-                throw hostError(e);
-            }
+        if (readOnly) {
+            return;
         }
+        long covering = changes.get();
+        if (covering == flushedChanges.get()) {
+            return; // every completed change is already on the disk
+        }
+        try {
+            // fdatasync, as QEMU's file-posix: the data and what reading it back needs (the
+            // size, the allocation), not the timestamps
+            syncs.incrementAndGet();
+            channel.force(false);
+        } catch (IOException e) {
+            throw hostError(e);
+        }
+        flushedChanges.accumulateAndGet(covering, Math::max);
+    }
+
+    /** How many times {@link #flush} went to the disk (fdatasync), for tests. */
+    long syncCount() {
+        return syncs.get();
     }
 
     /**
@@ -460,6 +510,14 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
 
     @Override
     public void truncate(long newLength) throws IOException {
+        try {
+            resize(newLength);
+        } finally {
+            changes.incrementAndGet();
+        }
+    }
+
+    private void resize(long newLength) throws IOException {
         try {
             if (fd >= 0) {
                 // ftruncate both shrinks and grows sparsely, as qemu-img resize does on a raw file

@@ -66,6 +66,41 @@ class FileDriverTest {
     }
 
     @Test
+    void aFlushGoesToTheDiskOnlyWhenSomethingChangedSinceTheLastOne() throws IOException {
+        Path other = Files.write(dir.resolve("src.raw"), new byte[8192]);
+        try (FileDriver src = FileDriver.open(other.toString(), true);
+                FileDriver d = FileDriver.open(file.toString(), false)) {
+            d.flush();
+            assertThat(d.syncCount()).as("nothing written since the open").isZero();
+            long syncs = 0;
+            List<IoStep> changes = List.of(
+                    () -> d.write(0, ByteBuffer.wrap(new byte[] {1, 2, 3})),
+                    () -> d.writeZeroes(4096, 8192, false),
+                    () -> d.writeZeroes(0, 4096, true),
+                    () -> d.writeHost(16384, src.hostRun(0, 8192)),
+                    () -> d.discard(0, 4096),
+                    () -> d.truncate(1 << 20));
+            for (IoStep change : changes) {
+                change.run();
+                d.flush();
+                assertThat(d.syncCount()).as("a flush after a change").isEqualTo(++syncs);
+                d.flush();
+                d.flush();
+                assertThat(d.syncCount()).as("flushes with nothing new").isEqualTo(syncs);
+            }
+            // reading changes nothing
+            d.read(0, ByteBuffer.allocate(4096));
+            d.flush();
+            assertThat(d.syncCount()).isEqualTo(syncs);
+        }
+    }
+
+    @FunctionalInterface
+    private interface IoStep {
+        void run() throws IOException;
+    }
+
+    @Test
     void readsPastTheEndAreZerosAndDoNotGrowTheFile() throws IOException {
         try (FileDriver d = FileDriver.open(file.toString(), false)) {
             d.write(0, ByteBuffer.wrap(bytes(100, (byte) 7)));
