@@ -31,22 +31,7 @@ def main():
     try:
         for rep in range(b.WARMUP + int(os.environ.get("REPS", "5"))):
             for s in sides:
-                t = times.setdefault(s.name, {}) if rep >= b.WARMUP else {}
-                full = os.path.join(b.WORK, s.name + "-full.qcow2")
-                if os.path.exists(full):
-                    os.remove(full)
-                t.setdefault("full", []).append(s.backup(full, "full"))
-                for pct in (1, 10):
-                    bitmap = "b%d" % pct
-                    s.qmp.cmd("block-dirty-bitmap-add", node="drive0", name=bitmap)
-                    s.guest(b.dirty_writes(pct, rep * 100 + pct))
-                    inc = os.path.join(b.WORK, "%s-inc%d.qcow2" % (s.name, pct))
-                    if os.path.exists(inc):
-                        os.remove(inc)
-                    b.run("qemu-img", "create", "-f", "qcow2", "-b", full, "-F", "qcow2", inc)
-                    t.setdefault("inc %d%%" % pct, []).append(
-                        s.backup(inc, "incremental", bitmap=bitmap, mode="existing"))
-                    s.qmp.cmd("block-dirty-bitmap-remove", node="drive0", name=bitmap)
+                b.backup_round(s, rep, times.setdefault(s.name, {}) if rep >= b.WARMUP else {})
     finally:
         for s in sides:
             s.stop()

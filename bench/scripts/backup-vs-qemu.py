@@ -166,6 +166,24 @@ def dirty_writes(percent, seed):
     return ["write -P %d %d 64k" % (1 + i % 250, c * CLUSTER) for i, c in enumerate(sorted(picks))]
 
 
+def backup_round(s, rep, t):
+    """One full backup of side s, then incremental ones at 1% and 10% dirty; appends the times to t."""
+    full = os.path.join(WORK, s.name + "-full.qcow2")
+    if os.path.exists(full):
+        os.remove(full)
+    t.setdefault("full", []).append(s.backup(full, "full"))
+    for pct in (1, 10):
+        bitmap = "b%d" % pct
+        s.qmp.cmd("block-dirty-bitmap-add", node="drive0", name=bitmap)
+        s.guest(dirty_writes(pct, rep * 100 + pct))
+        inc = os.path.join(WORK, "%s-inc%d.qcow2" % (s.name, pct))
+        if os.path.exists(inc):
+            os.remove(inc)
+        run("qemu-img", "create", "-f", "qcow2", "-b", full, "-F", "qcow2", inc)
+        t.setdefault("inc %d%%" % pct, []).append(s.backup(inc, "incremental", bitmap=bitmap, mode="existing"))
+        s.qmp.cmd("block-dirty-bitmap-remove", node="drive0", name=bitmap)
+
+
 def main():
     prepare()
     sides = [Side("qemu", ["qemu-storage-daemon"]), Side("strata", [STRATA, "daemon"])]
@@ -174,24 +192,8 @@ def main():
     try:
         for rep in range(WARMUP + REPS):
             for s in sides:
-                t = times[s.name] if rep >= WARMUP else {}
-                if rep == 0 and WARMUP:
-                    t = cold[s.name]
-                full = os.path.join(WORK, s.name + "-full.qcow2")
-                if os.path.exists(full):
-                    os.remove(full)
-                t.setdefault("full", []).append(s.backup(full, "full"))
-                for pct in (1, 10):
-                    bitmap = "b%d" % pct
-                    s.qmp.cmd("block-dirty-bitmap-add", node="drive0", name=bitmap)
-                    s.guest(dirty_writes(pct, rep * 100 + pct))
-                    inc = os.path.join(WORK, "%s-inc%d.qcow2" % (s.name, pct))
-                    if os.path.exists(inc):
-                        os.remove(inc)
-                    run("qemu-img", "create", "-f", "qcow2", "-b", full, "-F", "qcow2", inc)
-                    t.setdefault("inc %d%%" % pct, []).append(
-                        s.backup(inc, "incremental", bitmap=bitmap, mode="existing"))
-                    s.qmp.cmd("block-dirty-bitmap-remove", node="drive0", name=bitmap)
+                t = times[s.name] if rep >= WARMUP else cold[s.name] if rep == 0 else {}
+                backup_round(s, rep, t)
                 # guest writes while a full backup runs
                 full2 = os.path.join(WORK, s.name + "-full2.qcow2")
                 if os.path.exists(full2):

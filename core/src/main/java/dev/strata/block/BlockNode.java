@@ -256,10 +256,14 @@ public final class BlockNode implements AutoCloseable {
         checkRange(offset, length);
         enter();
         try {
-            return length == 0 ? null : driver.hostRun(offset, length);
+            return runAt(offset, length);
         } finally {
             gate.leave();
         }
+    }
+
+    private HostRun runAt(long offset, long length) throws IOException {
+        return length == 0 ? null : driver.hostRun(offset, length);
     }
 
     /** What a caller of {@link #withHostRun} does with the run; returns a count for the caller. */
@@ -284,7 +288,7 @@ public final class BlockNode implements AutoCloseable {
     }
 
     long withHostRunInGate(long offset, long length, HostRunUse use) throws IOException {
-        HostRun run = length == 0 ? null : driver.hostRun(offset, length);
+        HostRun run = runAt(offset, length);
         return run == null ? 0 : use.use(run);
     }
 

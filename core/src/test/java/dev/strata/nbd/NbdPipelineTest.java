@@ -3,15 +3,12 @@ package dev.strata.nbd;
 import static dev.strata.nbd.NbdProtocol.*;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
-import dev.strata.block.Extent;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.FaultyDisk;
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.io.RandomAccessFile;
 import java.net.SocketAddress;
 import java.nio.ByteBuffer;
@@ -22,9 +19,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -182,7 +176,8 @@ class NbdPipelineTest {
 
     @Test
     void aFlushThatWaitsForTheDiskHoldsBackNoReadBehindIt() throws Exception {
-        HeldFlushDisk disk = new HeldFlushDisk(SIZE);
+        FaultyDisk disk = new FaultyDisk(SIZE);
+        disk.holdFlushes();
         graph.register("held-flush", (o, ctx) -> disk);
         BlockNode held =
                 graph.add(BlockOptions.empty().put("driver", "held-flush").put("node-name", "held"));
@@ -196,85 +191,21 @@ class NbdPipelineTest {
                 c.send(data);
                 assertThat(c.chunk().handle()).isEqualTo(1);
                 c.request(0, CMD_FLUSH, 2, 0, 0);
-                assertThat(disk.flushing.await(10, TimeUnit.SECONDS)).isTrue();
+                assertThat(disk.awaitHeldFlush(10)).isTrue();
                 c.request(CMD_FLAG_DF, CMD_READ, 3, 8192, data.length);
                 NbdTestClient.Chunk read = c.chunk();
                 assertThat(read.handle()).isEqualTo(3);
                 assertThat(Arrays.copyOfRange(read.payload(), 8, read.payload().length))
                         .isEqualTo(data);
-                assertThat(disk.flushes.get()).isZero();
-                disk.release.countDown();
+                assertThat(disk.flushes()).isZero();
+                disk.releaseFlushes();
                 NbdTestClient.Chunk flushed = c.chunk();
                 assertThat(flushed.handle()).isEqualTo(2);
                 assertThat(flushed.error()).isZero();
-                assertThat(disk.flushes.get()).isEqualTo(1);
+                assertThat(disk.flushes()).isEqualTo(1);
             }
         } finally {
-            disk.release.countDown(); // never leave the flush hanging
+            disk.releaseFlushes(); // never leave the flush hanging
         }
-    }
-
-    /** An in-memory disk whose flush waits until the test releases it. */
-    private static final class HeldFlushDisk implements BlockDriver {
-        final FaultyDisk data;
-        final CountDownLatch flushing = new CountDownLatch(1);
-        final CountDownLatch release = new CountDownLatch(1);
-        final AtomicInteger flushes = new AtomicInteger();
-
-        HeldFlushDisk(long size) {
-            data = new FaultyDisk(size);
-        }
-
-        @Override
-        public String format() {
-            return "held-flush";
-        }
-
-        @Override
-        public long length() {
-            return data.length();
-        }
-
-        @Override
-        public void read(long offset, ByteBuffer dst) throws IOException {
-            data.read(offset, dst);
-        }
-
-        @Override
-        public void write(long offset, ByteBuffer src) throws IOException {
-            data.write(offset, src);
-        }
-
-        @Override
-        public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
-            data.writeZeroes(offset, length, mayUnmap);
-        }
-
-        @Override
-        public void discard(long offset, long length) {}
-
-        @Override
-        public void flush() throws IOException {
-            flushing.countDown();
-            try {
-                release.await();
-            } catch (InterruptedException e) {
-                throw new InterruptedIOException();
-            }
-            flushes.incrementAndGet();
-        }
-
-        @Override
-        public List<Extent> blockStatus(long offset, long length) {
-            return data.blockStatus(offset, length);
-        }
-
-        @Override
-        public boolean readOnly() {
-            return false;
-        }
-
-        @Override
-        public void close() {}
     }
 }

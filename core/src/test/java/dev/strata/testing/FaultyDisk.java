@@ -3,19 +3,28 @@ package dev.strata.testing;
 import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
 import dev.strata.block.Extent;
+import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * An in-memory disk for tests whose reads or writes can be made to fail with a chosen errno (5
  * EIO, 28 ENOSPC), as blkdebug's inject-error does, until it is repaired: the failure paths of
- * backups (BLOCK_JOB_ERROR, rollback of bitmaps) need a disk that fails on demand. Registered by
+ * backups (BLOCK_JOB_ERROR, rollback of bitmaps) need a disk that fails on demand. Its flushes can
+ * also be held until a test releases them, for a flush that waits for the disk. Registered by
  * tests as driver "faulty" on a graph; never part of the product.
  */
 public final class FaultyDisk implements BlockDriver {
     private final byte[] data;
     private volatile int readErrno;
     private volatile int writeErrno;
+    // held flushes: null while flushes return at once
+    private volatile CountDownLatch flushGate;
+    private final CountDownLatch flushWaiting = new CountDownLatch(1);
+    private final AtomicInteger flushes = new AtomicInteger();
 
     public FaultyDisk(long size) {
         this.data = new byte[Math.toIntExact(size)];
@@ -29,6 +38,29 @@ public final class FaultyDisk implements BlockDriver {
     /** Every later write fails with {@code errno}; 0 repairs. */
     public void failWrites(int errno) {
         this.writeErrno = errno;
+    }
+
+    /** Every later flush waits until {@link #releaseFlushes}. */
+    public void holdFlushes() {
+        flushGate = new CountDownLatch(1);
+    }
+
+    /** Lets held flushes (and every later one) return. */
+    public void releaseFlushes() {
+        CountDownLatch gate = flushGate;
+        if (gate != null) {
+            gate.countDown();
+        }
+    }
+
+    /** Waits up to {@code seconds} for a flush to be held; whether one is. */
+    public boolean awaitHeldFlush(long seconds) throws InterruptedException {
+        return flushWaiting.await(seconds, TimeUnit.SECONDS);
+    }
+
+    /** Flushes that have returned. */
+    public int flushes() {
+        return flushes.get();
     }
 
     private static BlockException error(int errno) {
@@ -74,7 +106,19 @@ public final class FaultyDisk implements BlockDriver {
     public void discard(long offset, long length) {}
 
     @Override
-    public void flush() {}
+    public void flush() throws InterruptedIOException {
+        CountDownLatch gate = flushGate;
+        if (gate != null) {
+            flushWaiting.countDown();
+            try {
+                gate.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new InterruptedIOException("flush interrupted");
+            }
+        }
+        flushes.incrementAndGet();
+    }
 
     @Override
     public List<Extent> blockStatus(long offset, long length) {

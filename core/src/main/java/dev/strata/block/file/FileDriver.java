@@ -209,6 +209,16 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
 
     @Override
     public void write(long offset, ByteBuffer src) throws IOException {
+        try {
+            put(offset, src);
+        } finally {
+            // a write that failed part way may still have changed the file
+            changes.incrementAndGet();
+        }
+    }
+
+    /** Writes all of {@code src} at {@code offset}; callers count the change. */
+    private void put(long offset, ByteBuffer src) throws IOException {
         long pos = offset;
         try {
             while (src.hasRemaining()) {
@@ -216,9 +226,6 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
             }
         } catch (IOException e) {
             throw hostError(e);
-        } finally {
-            // a write that failed part way may still have changed the file
-            changes.incrementAndGet();
         }
     }
 
@@ -258,7 +265,7 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
                 long at = offset + done;
                 HostCopy.throughMemory(
                         new HostRun(run.file(), run.offset() + done, run.length() - done),
-                        (pos, buf) -> write(at + pos, buf));
+                        (pos, buf) -> put(at + pos, buf));
                 break;
             }
             done += n;
@@ -290,12 +297,12 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
             long n = p < size ? channel.transferTo(p, Math.min(end, size) - p, out) : 0;
             if (n <= 0) {
                 // past the end of the file (zeros), or a channel the JDK cannot send to
-                ByteBuffer piece = ByteBuffer.allocate((int) Math.min(ZERO_CHUNK, end - p));
-                read(p, piece);
-                for (piece.flip(); piece.hasRemaining(); ) {
-                    out.write(piece);
-                }
-                n = piece.limit();
+                HostCopy.throughMemory(new HostRun(this, p, end - p), (at, piece) -> {
+                    while (piece.hasRemaining()) {
+                        out.write(piece);
+                    }
+                });
+                return;
             }
             p += n;
         }
@@ -342,7 +349,7 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
             long pos = offset;
             while (pos < insideEnd) {
                 int chunk = (int) Math.min(ZERO_CHUNK, insideEnd - pos);
-                write(pos, ZEROS.duplicate().limit(chunk));
+                put(pos, ZEROS.duplicate().limit(chunk));
                 pos += chunk;
             }
         }

@@ -287,7 +287,10 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         writer.write(offset, src);
     }
 
-    /** The data clusters' writeback; metadata is written through and flushed by {@link #flush}. */
+    /**
+     * The file child's writeback (data clusters, and metadata already written through); metadata
+     * waiting in write-back ({@link DeferredMetadata}) reaches the file only at {@link #flush}.
+     */
     @Override
     public void startWriteback() throws IOException {
         fileNode.driver().startWriteback();

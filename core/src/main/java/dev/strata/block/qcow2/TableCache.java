@@ -11,8 +11,9 @@ import java.util.Map;
  * <p>The cache is write-through: callers change a cached table and write the changed bytes to the
  * file at once, so the cache never holds data the file lacks and crash consistency is decided by
  * the order of those writes alone. The exception is write-back ({@link DeferredMetadata}), which
- * keeps changed tables itself; loaders ask it first, so an evicted table never reloads stale. A cached array is handed out as it is: callers change it only
- * under the driver's exclusive metadata lock, and readers use it only under the shared lock.
+ * keeps changed tables itself; loaders ask it first, so an evicted table never reloads stale. A
+ * cached array is handed out as it is: callers change it only under the driver's exclusive
+ * metadata lock, and readers use it only under the shared lock.
  */
 final class TableCache {
     /** Loads a table that is not cached. */
