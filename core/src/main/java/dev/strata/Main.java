@@ -30,8 +30,8 @@ public final class Main implements Runnable {
 
     public static void main(String[] args) {
         if (args.length > 0 && (args[0].equals("img") || args[0].equals("daemon"))) {
-            // binding the native calls takes ~100 ms; done beside the command line's parsing, the
-            // first file open finds them ready
+            // binding the native calls an open makes takes tens of ms; done beside the command
+            // line's parsing, the first file open finds them ready
             Thread.ofPlatform().daemon().name("native-calls").start(FileDriver::bindNativeCalls);
         }
         System.exit(run(args));

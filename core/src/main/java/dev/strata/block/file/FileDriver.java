@@ -114,11 +114,12 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
     }
 
     /**
-     * Binds the native calls now (on a start-up thread of the caller's choosing) rather than at the
-     * first open; harmless to call more than once, or from several threads.
+     * Binds the native calls every open makes now (on a start-up thread of the caller's choosing)
+     * rather than at the first open; the rest bind at their first use. Harmless to call more than
+     * once, or from several threads.
      */
     public static void bindNativeCalls() {
-        boolean unused = Posix.AVAILABLE;
+        Posix.bindCommonCalls();
     }
 
     /** Opens from options: {@code filename} (required), {@code locking}; {@code aio} and others are ignored. */

@@ -16,7 +16,6 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
 import java.util.Locale;
-import java.util.Optional;
 
 /**
  * The few Linux libc calls the file driver needs that {@link java.nio.channels.FileChannel} does
@@ -91,107 +90,119 @@ final class Posix {
     private static final StructLayout CAPTURE = Linker.Option.captureStateLayout();
     private static final VarHandle ERRNO = CAPTURE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
 
-    /** Whether the calls are bound; false off Linux x86_64/aarch64 or when libc lacks a symbol. */
+    /**
+     * Whether the calls can be bound: Linux on x86_64 or aarch64, with native access allowed. Each
+     * call is bound the first time it is used, since binding costs milliseconds a call and a short
+     * command needs only some of them. The optional ones ({@link #canCopyFileRange},
+     * sync_file_range, strerror) bind to null when libc lacks them; glibc has all the others.
+     */
     static final boolean AVAILABLE;
 
-    private static final MethodHandle OPEN;
+    private static final Linker LINKER;
+    private static final SymbolLookup LIBC;
+    private static final Linker.Option ERRNO_OPTION = Linker.Option.captureCallState("errno");
+    /** close, bound with the class: the call every open needs, and the check that binding works. */
     private static final MethodHandle CLOSE;
-    private static final MethodHandle FCNTL_FLOCK;
-    private static final MethodHandle LSEEK;
-    private static final MethodHandle FALLOCATE;
-    private static final MethodHandle FSTAT;
-    private static final MethodHandle FTRUNCATE;
-    private static final MethodHandle STRERROR;
-    /** copy_file_range, bound on its own: without it copies go through memory. */
-    private static final MethodHandle COPY_FILE_RANGE;
-    /** sync_file_range, bound on its own: without it writeback starts only when the kernel wants. */
-    private static final MethodHandle SYNC_FILE_RANGE;
-
-    static final int SYNC_FILE_RANGE_WRITE = 2;
 
     static {
-        MethodHandle open = null;
+        Linker linker = null;
+        SymbolLookup libc = null;
         MethodHandle close = null;
-        MethodHandle fcntl = null;
-        MethodHandle lseek = null;
-        MethodHandle fallocate = null;
-        MethodHandle fstat = null;
-        MethodHandle ftruncate = null;
-        MethodHandle strerror = null;
-        MethodHandle copyFileRange = null;
-        MethodHandle syncFileRange = null;
         String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
         String arch = System.getProperty("os.arch", "");
         if (os.startsWith("linux") && (arch.equals("amd64") || arch.equals("x86_64") || arch.equals("aarch64"))) {
             try {
-                Linker linker = Linker.nativeLinker();
-                SymbolLookup libc = linker.defaultLookup();
-                Linker.Option errno = Linker.Option.captureCallState("errno");
-                // open and fcntl are variadic in C; the third argument is passed as a variadic one
-                open = bind(
-                        linker,
-                        libc,
-                        "open",
-                        FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
-                        errno,
-                        Linker.Option.firstVariadicArg(2));
-                fcntl = bind(
-                        linker,
-                        libc,
-                        "fcntl",
-                        FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS),
-                        errno,
-                        Linker.Option.firstVariadicArg(2));
-                close = bind(linker, libc, "close", FunctionDescriptor.of(JAVA_INT, JAVA_INT), errno);
-                lseek = bind(
-                        linker, libc, "lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT), errno);
-                fallocate = bind(
-                        linker,
-                        libc,
-                        "fallocate",
-                        FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG),
-                        errno);
-                fstat = bind(linker, libc, "fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS), errno);
-                ftruncate =
-                        bind(linker, libc, "ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG), errno);
-                copyFileRange = bindIfPresent(
-                        linker,
-                        libc,
-                        "copy_file_range",
-                        FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT),
-                        errno);
-                syncFileRange = bindIfPresent(
-                        linker,
-                        libc,
-                        "sync_file_range",
-                        FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT),
-                        errno);
-                Optional<MemorySegment> se = libc.find("strerror");
-                if (se.isPresent()) {
-                    strerror = linker.downcallHandle(se.get(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
-                }
+                linker = Linker.nativeLinker();
+                libc = linker.defaultLookup();
+                close = bind(linker, libc, "close", FunctionDescriptor.of(JAVA_INT, JAVA_INT), ERRNO_OPTION);
             } catch (IllegalArgumentException | UnsupportedOperationException | IllegalCallerException e) {
                 // a missing symbol, or native access denied: run without the native layer
-                open = null;
+                close = null;
             }
         }
-        AVAILABLE = open != null
-                && close != null
-                && fcntl != null
-                && lseek != null
-                && fallocate != null
-                && fstat != null
-                && ftruncate != null;
-        OPEN = open;
+        AVAILABLE = close != null;
+        LINKER = linker;
+        LIBC = libc;
         CLOSE = close;
-        FCNTL_FLOCK = fcntl;
-        LSEEK = lseek;
-        FALLOCATE = fallocate;
-        FSTAT = fstat;
-        FTRUNCATE = ftruncate;
-        STRERROR = strerror;
-        COPY_FILE_RANGE = AVAILABLE ? copyFileRange : null;
-        SYNC_FILE_RANGE = AVAILABLE ? syncFileRange : null;
+    }
+
+    /**
+     * Binds the calls nearly every command makes (open, lock, stat, seek, close) now, so that a
+     * thread started early can take their cost off the command's path.
+     */
+    static void bindCommonCalls() {
+        if (AVAILABLE) {
+            Open.HANDLE.type();
+            Fcntl.HANDLE.type();
+            Fstat.HANDLE.type();
+            Lseek.HANDLE.type();
+        }
+    }
+
+    // one holder class per call: the JVM initialises (binds) each on its first use
+
+    private static final class Open {
+        // open is variadic in C; the third argument is passed as a variadic one
+        static final MethodHandle HANDLE = bind(
+                "open",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
+                ERRNO_OPTION,
+                Linker.Option.firstVariadicArg(2));
+    }
+
+    private static final class Fcntl {
+        // fcntl is variadic in C; the lock argument is passed as a variadic one
+        static final MethodHandle HANDLE = bind(
+                "fcntl",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS),
+                ERRNO_OPTION,
+                Linker.Option.firstVariadicArg(2));
+    }
+
+    private static final class Lseek {
+        static final MethodHandle HANDLE =
+                bind("lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT), ERRNO_OPTION);
+    }
+
+    private static final class Fallocate {
+        static final MethodHandle HANDLE = bind(
+                "fallocate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG), ERRNO_OPTION);
+    }
+
+    private static final class Fstat {
+        static final MethodHandle HANDLE =
+                bind("fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS), ERRNO_OPTION);
+    }
+
+    private static final class Ftruncate {
+        static final MethodHandle HANDLE =
+                bind("ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG), ERRNO_OPTION);
+    }
+
+    /** copy_file_range, null when libc lacks it: copies then go through memory. */
+    private static final class CopyFileRange {
+        static final MethodHandle HANDLE = bindIfPresent(
+                "copy_file_range",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT),
+                ERRNO_OPTION);
+    }
+
+    /** sync_file_range, null when libc lacks it: writeback then starts only when the kernel wants. */
+    private static final class SyncFileRange {
+        static final MethodHandle HANDLE = bindIfPresent(
+                "sync_file_range",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT),
+                ERRNO_OPTION);
+    }
+
+    private static final class Strerror {
+        static final MethodHandle HANDLE = bindIfPresent("strerror", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+    }
+
+    static final int SYNC_FILE_RANGE_WRITE = 2;
+
+    private static MethodHandle bind(String name, FunctionDescriptor fd, Linker.Option... options) {
+        return bind(LINKER, LIBC, name, fd, options);
     }
 
     private static MethodHandle bind(
@@ -202,9 +213,8 @@ final class Posix {
     }
 
     /** {@link #bind}, or null when libc lacks the symbol (calls the caller can do without). */
-    private static MethodHandle bindIfPresent(
-            Linker linker, SymbolLookup libc, String name, FunctionDescriptor fd, Linker.Option... options) {
-        return libc.find(name).isPresent() ? bind(linker, libc, name, fd, options) : null;
+    private static MethodHandle bindIfPresent(String name, FunctionDescriptor fd, Linker.Option... options) {
+        return AVAILABLE && LIBC.find(name).isPresent() ? bind(name, fd, options) : null;
     }
 
     /** What {@link #fstat} reports. */
@@ -254,7 +264,7 @@ final class Posix {
     /** Opens {@code path} with {@code flags} (O_CLOEXEC is added); returns the new descriptor. */
     static int open(String path, int flags) throws BlockException {
         return (int) call("open", false, (arena, state) ->
-                (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0));
+                (int) Open.HANDLE.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0));
     }
 
     static void close(int fd) throws BlockException {
@@ -268,7 +278,7 @@ final class Posix {
      */
     static void setLock(int fd, short type, long start, long len) throws BlockException {
         call("fcntl(F_OFD_SETLK)", false, (arena, state) ->
-                (int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_SETLK, flock(arena, type, start, len)));
+                (int) Fcntl.HANDLE.invokeExact(state, fd, F_OFD_SETLK, flock(arena, type, start, len)));
     }
 
     /**
@@ -278,7 +288,7 @@ final class Posix {
     static boolean lockConflicts(int fd, short type, long start, long len) throws BlockException {
         long found = call("fcntl(F_OFD_GETLK)", false, (arena, state) -> {
             MemorySegment fl = flock(arena, type, start, len);
-            int r = (int) FCNTL_FLOCK.invokeExact(state, fd, F_OFD_GETLK, fl);
+            int r = (int) Fcntl.HANDLE.invokeExact(state, fd, F_OFD_GETLK, fl);
             // on success the kernel leaves F_UNLCK in l_type, or the type of the first conflicting lock
             return r < 0 ? r : (short) L_TYPE.get(fl, 0L);
         });
@@ -297,21 +307,21 @@ final class Posix {
 
     /** lseek; with SEEK_DATA/SEEK_HOLE an offset in the trailing hole or past EOF fails with ENXIO. */
     static long lseek(int fd, long offset, int whence) throws BlockException {
-        return call("lseek", false, (arena, state) -> (long) LSEEK.invokeExact(state, fd, offset, whence));
+        return call("lseek", false, (arena, state) -> (long) Lseek.HANDLE.invokeExact(state, fd, offset, whence));
     }
 
     /** fallocate, retried on EINTR; an unsupported mode fails with EOPNOTSUPP (or ENOSYS, ENODEV). */
     static void fallocate(int fd, int mode, long offset, long len) throws BlockException {
-        call("fallocate", true, (arena, state) -> (int) FALLOCATE.invokeExact(state, fd, mode, offset, len));
+        call("fallocate", true, (arena, state) -> (int) Fallocate.HANDLE.invokeExact(state, fd, mode, offset, len));
     }
 
     static void ftruncate(int fd, long length) throws BlockException {
-        call("ftruncate", true, (arena, state) -> (int) FTRUNCATE.invokeExact(state, fd, length));
+        call("ftruncate", true, (arena, state) -> (int) Ftruncate.HANDLE.invokeExact(state, fd, length));
     }
 
     /** Whether {@link #copyFileRange} is bound. */
     static boolean canCopyFileRange() {
-        return COPY_FILE_RANGE != null;
+        return AVAILABLE && CopyFileRange.HANDLE != null;
     }
 
     /**
@@ -323,7 +333,7 @@ final class Posix {
         return call("copy_file_range", true, (arena, state) -> {
             MemorySegment offIn = arena.allocateFrom(JAVA_LONG, inPos);
             MemorySegment offOut = arena.allocateFrom(JAVA_LONG, outPos);
-            return (long) COPY_FILE_RANGE.invokeExact(state, in, offIn, out, offOut, len, 0);
+            return (long) CopyFileRange.HANDLE.invokeExact(state, in, offIn, out, offOut, len, 0);
         });
     }
 
@@ -332,9 +342,9 @@ final class Posix {
      * retried on EINTR; without the call bound, does nothing.
      */
     static void syncFileRange(int fd, long offset, long len, int flags) throws BlockException {
-        if (SYNC_FILE_RANGE != null) {
+        if (AVAILABLE && SyncFileRange.HANDLE != null) {
             call("sync_file_range", true, (arena, state) ->
-                    (int) SYNC_FILE_RANGE.invokeExact(state, fd, offset, len, flags));
+                    (int) SyncFileRange.HANDLE.invokeExact(state, fd, offset, len, flags));
         }
     }
 
@@ -342,7 +352,7 @@ final class Posix {
         long[] fields = new long[3];
         call("fstat", false, (arena, state) -> {
             MemorySegment st = arena.allocate(STAT_SIZE, 8);
-            int r = (int) FSTAT.invokeExact(state, fd, st);
+            int r = (int) Fstat.HANDLE.invokeExact(state, fd, st);
             fields[0] = st.get(JAVA_LONG, ST_SIZE);
             fields[1] = st.get(JAVA_LONG, ST_BLOCKS);
             fields[2] = st.get(JAVA_INT, ST_MODE);
@@ -353,10 +363,10 @@ final class Posix {
 
     /** The C library's text for an errno ("No such file or directory"). */
     static String strerror(int errno) {
-        if (STRERROR != null) {
+        if (AVAILABLE && Strerror.HANDLE != null) {
             try {
                 // glibc returns a constant string for every known errno, so reading it needs no lock
-                MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
+                MemorySegment s = (MemorySegment) Strerror.HANDLE.invokeExact(errno);
                 if (!s.equals(MemorySegment.NULL)) {
                     return s.reinterpret(1024).getString(0);
                 }
