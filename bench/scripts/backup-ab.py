@@ -7,6 +7,7 @@ two).
 
     bench/scripts/backup-ab.py        # REPS=5 WARMUP=3 SIZE_MB=2048 WORK=/tmp/strata-backup-bench (backup-vs-qemu.py's)
     A_OPTS=-Dstrata.copy.offload=false B_OPTS= bench/scripts/backup-ab.py
+    A_OPTS= B_OPTS= A_STRATA=/path/to/other/checkout/strata bench/scripts/backup-ab.py   # two builds
 """
 import importlib.util
 import os
@@ -25,7 +26,7 @@ def main():
     sides = []
     for name, o in opts.items():
         os.environ["JAVA_TOOL_OPTIONS"] = o
-        sides.append(b.Side(name, [b.STRATA, "daemon"]))
+        sides.append(b.Side(name, [os.environ.get(name + "_STRATA", b.STRATA), "daemon"]))
     os.environ.pop("JAVA_TOOL_OPTIONS")
     times = {}
     try:
@@ -36,8 +37,8 @@ def main():
         for s in sides:
             s.stop()
     print("after %d untimed rounds" % b.WARMUP)
-    print("A: %s" % (opts["A"] or "(defaults)"))
-    print("B: %s" % (opts["B"] or "(defaults)"))
+    for name in ("A", "B"):
+        print("%s: %s %s" % (name, os.environ.get(name + "_STRATA", b.STRATA), opts[name] or "(defaults)"))
     print("| case | A | B | runs (A / B) |")
     print("|---|---|---|---|")
     for case in ("full", "inc 1%", "inc 10%"):

@@ -6,16 +6,25 @@ import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Random;
 
 /**
  * The daemon's part of the JVM's ahead-of-time training run ({@code strata aot-train}): a daemon
- * on a qcow2 image, a QMP client that negotiates, adds a bitmap, writes as a guest, queries and
- * quits, so that {@code ./strata daemon} starts with these classes already loaded and linked.
+ * on a qcow2 image, a QMP client that negotiates, adds a bitmap, writes as a guest, queries, takes
+ * a full backup and a series of small incremental ones, and quits, so that {@code ./strata daemon}
+ * starts with these classes already loaded and linked and with the JIT's profiles of them.
  */
 public final class DaemonTraining {
     private DaemonTraining() {}
+
+    /** Incremental backups in the training run: enough for the JIT's profiles of the copy path. */
+    private static final int BACKUPS = 24;
+
+    /** Clusters each of them copies, scattered over the disk as a guest's writes are. */
+    private static final int DIRTY_CLUSTERS = 48;
 
     public static void run(Path dir, String qcow2Image) throws Exception {
         Path socket = dir.resolve("qmp.sock");
@@ -28,39 +37,101 @@ public final class DaemonTraining {
                 "training");
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             ch.connect(UnixDomainSocketAddress.of(socket));
-            String[] requests = {
+            ByteBuffer in = ByteBuffer.allocate(1 << 16);
+            readLine(ch, in); // greeting
+            for (String r : new String[] {
                 "{\"execute\":\"qmp_capabilities\"}",
                 "{\"execute\":\"block-dirty-bitmap-add\",\"arguments\":{\"node\":\"drive0\",\"name\":\"b\"}}",
-                "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
-                        + "\"qemu-io drive0 \\\"write -P 0xab 0 64k\\\"\"}}",
+                guestWrite(0),
                 "{\"execute\":\"query-block\"}",
                 "{\"execute\":\"query-named-block-nodes\"}",
                 "{\"execute\":\"x-debug-block-dirty-bitmap-sha256\",\"arguments\":{\"node\":\"drive0\",\"name\":\"b\"}}",
-                "{\"execute\":\"quit\"}",
-            };
-            ByteBuffer in = ByteBuffer.allocate(1 << 16);
-            readLine(ch, in); // greeting
-            for (String r : requests) {
-                ch.write(ByteBuffer.wrap((r + "\n").getBytes(StandardCharsets.US_ASCII)));
-                readLine(ch, in);
+            }) {
+                execute(ch, in, r);
             }
+            backups(dir, ch, in);
+            // the daemon may close the socket before its answer to quit arrives
+            ch.write(ByteBuffer.wrap("{\"execute\":\"quit\"}\n".getBytes(StandardCharsets.US_ASCII)));
         }
         d.awaitShutdown();
     }
 
-    private static void readLine(SocketChannel ch, ByteBuffer in) throws IOException {
+    /**
+     * A full backup, then incremental ones of a few scattered clusters each: the code a running
+     * daemon repeats most, so that the cache's profiles let the JIT compile it from the first
+     * backups on (JEP 515) rather than after a few dozen.
+     */
+    private static void backups(Path dir, SocketChannel ch, ByteBuffer in) throws IOException {
+        backup(ch, in, "full", dir.resolve("full.qcow2"), "\"sync\":\"full\"");
+        Random random = new Random(1);
+        for (int i = 0; i < BACKUPS; i++) {
+            execute(
+                    ch,
+                    in,
+                    "{\"execute\":\"block-dirty-bitmap-add\",\"arguments\":{\"node\":\"drive0\",\"name\":\"i\"}}");
+            for (int c = 0; c < DIRTY_CLUSTERS; c++) {
+                execute(ch, in, guestWrite((long) random.nextInt(TRAINING_CLUSTERS) << 16));
+            }
+            backup(ch, in, "inc" + i, dir.resolve("inc.qcow2"), "\"sync\":\"incremental\",\"bitmap\":\"i\"");
+            execute(
+                    ch,
+                    in,
+                    "{\"execute\":\"block-dirty-bitmap-remove\",\"arguments\":{\"node\":\"drive0\",\"name\":\"i\"}}");
+        }
+    }
+
+    /** The training image's 64 KiB clusters (16 MiB, as aot-train makes it). */
+    private static final int TRAINING_CLUSTERS = 256;
+
+    private static String guestWrite(long offset) {
+        return "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+                + "\"qemu-io drive0 \\\"write -P 0xab " + offset + " 64k\\\"\"}}";
+    }
+
+    private static void backup(SocketChannel ch, ByteBuffer in, String job, Path target, String sync)
+            throws IOException {
+        Files.deleteIfExists(target);
+        execute(
+                ch,
+                in,
+                "{\"execute\":\"drive-backup\",\"arguments\":{\"job-id\":\"" + job
+                        + "\",\"device\":\"drive0\",\"format\":\"qcow2\",\"target\":\"" + target + "\"," + sync + "}}");
+        String line;
+        do {
+            line = readLine(ch, in);
+        } while (line != null && !(line.contains("BLOCK_JOB_COMPLETED") || line.contains("BLOCK_JOB_CANCELLED")));
+        if (line == null || !line.contains("BLOCK_JOB_COMPLETED") || line.contains("\"error\"")) {
+            throw new IOException("training backup " + job + " did not complete: " + line);
+        }
+    }
+
+    /** Sends one command and reads up to its answer, past any events. */
+    private static void execute(SocketChannel ch, ByteBuffer in, String request) throws IOException {
+        ch.write(ByteBuffer.wrap((request + "\n").getBytes(StandardCharsets.US_ASCII)));
+        String line;
+        do {
+            line = readLine(ch, in);
+        } while (line != null && !(line.startsWith("{\"return\"") || line.startsWith("{\"error\"")));
+        if (line == null || !line.startsWith("{\"return\"")) {
+            throw new IOException("training command failed: " + request + " -> " + line);
+        }
+    }
+
+    /** The next line from the daemon, without its CRLF; null at the end of the stream. */
+    private static String readLine(SocketChannel ch, ByteBuffer in) throws IOException {
         while (true) {
             for (int i = 0; i + 1 < in.position(); i++) {
                 if (in.get(i) == '\r' && in.get(i + 1) == '\n') {
+                    String line = new String(in.array(), 0, i, StandardCharsets.UTF_8);
                     int rest = in.position() - (i + 2);
                     in.flip().position(i + 2);
                     in.compact();
                     in.position(rest);
-                    return;
+                    return line;
                 }
             }
             if (ch.read(in) < 0) {
-                return;
+                return null;
             }
         }
     }
