@@ -107,6 +107,25 @@ class ConvertCommandTest {
     }
 
     @Test
+    void zeroBlocksBecomeHolesAndBlocksThatOnlyStartWithZerosStayData() throws Exception {
+        qemu("create", "-f", "raw", p("src.raw"), "1M").assertOk();
+        // 4k of data; 8k of written zeros; a block whose data starts 100 bytes in; a block whose
+        // only non-zero byte is its last
+        io(
+                "raw",
+                p("src.raw"),
+                List.of("write -P 7 0 4k", "write -P 0 4k 8k", "write -P 5 12388 100", "write -P 3 20479 1"));
+        for (String fmt : List.of("raw", "qcow2")) {
+            strata("convert", "-O", fmt, p("src.raw"), p("s." + fmt)).assertOk();
+            qemu("convert", "-O", fmt, p("src.raw"), p("q." + fmt)).assertOk();
+            assertIdentical(p("src.raw"), p("s." + fmt));
+            assertThat(map(p("s." + fmt)).replace("s." + fmt, "X"))
+                    .as(fmt)
+                    .isEqualTo(map(p("q." + fmt)).replace("q." + fmt, "X"));
+        }
+    }
+
+    @Test
     void backingFileOnTheTargetKeepsOnlyTheTopLayer() throws Exception {
         qemu("create", "-f", "qcow2", p("base.qcow2"), "4M").assertOk();
         io("qcow2", p("base.qcow2"), List.of("write -P 1 0 4M"));
