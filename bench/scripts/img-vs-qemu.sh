@@ -3,14 +3,18 @@
 # qcow2 image (convert with and without -C, copy offloading). Prints the median wall time of each command (whole process, start-up included)
 # over REPS runs, the ratio Strata / QEMU (below 1 means Strata is faster) and every run.
 #
-#   bench/scripts/img-vs-qemu.sh            # REPS=3 SIZE_MB=2048 WORK=/tmp/strata-bench
+#   bench/scripts/img-vs-qemu.sh            # REPS=3 SIZE_MB=2048 WORK=/tmp/strata-bench OUT=$WORK
+#   OUT=/dev/shm bench/scripts/img-vs-qemu.sh   # outputs on tmpfs
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 reps=${REPS:-3}
 size_mb=${SIZE_MB:-2048}
 work=${WORK:-/tmp/strata-bench}
+# where the outputs go: OUT=/dev/shm (tmpfs) takes this VM's disk, whose speed swings by 4x from
+# one minute to the next, out of the comparison and leaves the tools' own work
+out=${OUT:-$work}
 strata="$root/strata"
-mkdir -p "$work"
+mkdir -p "$work" "$out"
 "$strata" --version >/dev/null   # builds the jar outside the timings
 
 now_ns() { date +%s%N; }
@@ -66,31 +70,34 @@ run_case() {
 }
 
 echo
-echo "Medians of $reps runs, ${size_mb} MiB image, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "Medians of $reps runs, ${size_mb} MiB image, outputs in $out, $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo "| case                             | QEMU ms  | Strata ms| ratio  | runs, ms (QEMU / Strata) |"
 echo "|----------------------------------|----------|----------|--------|---|"
-run_case "convert qcow2 -> qcow2" "rm -f $work/dst.qcow2" \
-  qemu-img convert -f qcow2 -O qcow2 "$src" "$work/dst.qcow2" -- \
-  "$strata" img convert -f qcow2 -O qcow2 "$src" "$work/dst.qcow2"
-run_case "convert qcow2 -> raw" "rm -f $work/dst.raw" \
-  qemu-img convert -f qcow2 -O raw "$src" "$work/dst.raw" -- \
-  "$strata" img convert -f qcow2 -O raw "$src" "$work/dst.raw"
-run_case "convert -C qcow2 -> qcow2" "rm -f $work/dst.qcow2" \
-  qemu-img convert -C -f qcow2 -O qcow2 "$src" "$work/dst.qcow2" -- \
-  "$strata" img convert -C -f qcow2 -O qcow2 "$src" "$work/dst.qcow2"
-run_case "convert -C qcow2 -> raw" "rm -f $work/dst.raw" \
-  qemu-img convert -C -f qcow2 -O raw "$src" "$work/dst.raw" -- \
-  "$strata" img convert -C -f qcow2 -O raw "$src" "$work/dst.raw"
-fresh="rm -f $work/w.qcow2; qemu-img create -q -f qcow2 $work/w.qcow2 ${size_mb}M"
+run_case "convert qcow2 -> qcow2" "rm -f $out/dst.qcow2" \
+  qemu-img convert -f qcow2 -O qcow2 "$src" "$out/dst.qcow2" -- \
+  "$strata" img convert -f qcow2 -O qcow2 "$src" "$out/dst.qcow2"
+run_case "convert qcow2 -> raw" "rm -f $out/dst.raw" \
+  qemu-img convert -f qcow2 -O raw "$src" "$out/dst.raw" -- \
+  "$strata" img convert -f qcow2 -O raw "$src" "$out/dst.raw"
+run_case "convert -C qcow2 -> qcow2" "rm -f $out/dst.qcow2" \
+  qemu-img convert -C -f qcow2 -O qcow2 "$src" "$out/dst.qcow2" -- \
+  "$strata" img convert -C -f qcow2 -O qcow2 "$src" "$out/dst.qcow2"
+run_case "convert -C qcow2 -> raw" "rm -f $out/dst.raw" \
+  qemu-img convert -C -f qcow2 -O raw "$src" "$out/dst.raw" -- \
+  "$strata" img convert -C -f qcow2 -O raw "$src" "$out/dst.raw"
+fresh="rm -f $out/w.qcow2; qemu-img create -q -f qcow2 $out/w.qcow2 ${size_mb}M"
 run_case "seq 1 MiB writes (qemu-io)" "$fresh" \
-  qemu-io -f qcow2 "${qemu_writes[@]}" "$work/w.qcow2" -- \
-  "$strata" img bench -q -w -s 1M -c "$count" -d 1 -f qcow2 "$work/w.qcow2"
+  qemu-io -f qcow2 "${qemu_writes[@]}" "$out/w.qcow2" -- \
+  "$strata" img bench -q -w -s 1M -c "$count" -d 1 -f qcow2 "$out/w.qcow2"
 run_case "seq 1 MiB reads (qemu-io)" ":" \
-  qemu-io -f qcow2 "${qemu_reads[@]}" "$work/w.qcow2" -- \
-  "$strata" img bench -q -s 1M -c "$count" -d 1 -f qcow2 "$work/w.qcow2"
+  qemu-io -f qcow2 "${qemu_reads[@]}" "$out/w.qcow2" -- \
+  "$strata" img bench -q -s 1M -c "$count" -d 1 -f qcow2 "$out/w.qcow2"
 run_case "seq 1 MiB writes (img bench)" "$fresh" \
-  qemu-img bench -q -w -s 1M -c "$count" -d 1 -f qcow2 "$work/w.qcow2" -- \
-  "$strata" img bench -q -w -s 1M -c "$count" -d 1 -f qcow2 "$work/w.qcow2"
+  qemu-img bench -q -w -s 1M -c "$count" -d 1 -f qcow2 "$out/w.qcow2" -- \
+  "$strata" img bench -q -w -s 1M -c "$count" -d 1 -f qcow2 "$out/w.qcow2"
 run_case "seq 1 MiB reads (img bench)" ":" \
-  qemu-img bench -q -s 1M -c "$count" -d 1 -f qcow2 "$work/w.qcow2" -- \
-  "$strata" img bench -q -s 1M -c "$count" -d 1 -f qcow2 "$work/w.qcow2"
+  qemu-img bench -q -s 1M -c "$count" -d 1 -f qcow2 "$out/w.qcow2" -- \
+  "$strata" img bench -q -s 1M -c "$count" -d 1 -f qcow2 "$out/w.qcow2"
+
+# the outputs are made again on every run; on tmpfs they would hold 6 GiB of memory
+rm -f "$out/dst.qcow2" "$out/dst.raw" "$out/w.qcow2"
