@@ -8,6 +8,7 @@ import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 
@@ -91,29 +92,51 @@ public final class DaemonTraining {
     private static void backup(SocketChannel ch, ByteBuffer in, String job, Path target, String sync)
             throws IOException {
         Files.deleteIfExists(target);
-        execute(
-                ch,
-                in,
-                "{\"execute\":\"drive-backup\",\"arguments\":{\"job-id\":\"" + job
-                        + "\",\"device\":\"drive0\",\"format\":\"qcow2\",\"target\":\"" + target + "\"," + sync + "}}");
-        String line;
-        do {
-            line = readLine(ch, in);
-        } while (line != null && !(line.contains("BLOCK_JOB_COMPLETED") || line.contains("BLOCK_JOB_CANCELLED")));
-        if (line == null || !line.contains("BLOCK_JOB_COMPLETED") || line.contains("\"error\"")) {
-            throw new IOException("training backup " + job + " did not complete: " + line);
+        // the job may end, and say so, before the command's answer arrives
+        String end = execute(
+                        ch,
+                        in,
+                        "{\"execute\":\"drive-backup\",\"arguments\":{\"job-id\":\"" + job
+                                + "\",\"device\":\"drive0\",\"format\":\"qcow2\",\"target\":\"" + target + "\","
+                                + sync + "}}")
+                .stream()
+                .filter(DaemonTraining::endsJob)
+                .findFirst()
+                .orElse(null);
+        while (end == null) {
+            String line = readLine(ch, in);
+            if (line == null) {
+                throw new IOException("training backup " + job + ": the daemon closed the connection");
+            }
+            if (endsJob(line)) {
+                end = line;
+            }
+        }
+        if (!end.contains("BLOCK_JOB_COMPLETED") || end.contains("\"error\"")) {
+            throw new IOException("training backup " + job + " did not complete: " + end);
         }
     }
 
-    /** Sends one command and reads up to its answer, past any events. */
-    private static void execute(SocketChannel ch, ByteBuffer in, String request) throws IOException {
+    private static boolean endsJob(String line) {
+        return line.contains("BLOCK_JOB_COMPLETED") || line.contains("BLOCK_JOB_CANCELLED");
+    }
+
+    /** Sends one command and reads up to its answer; returns the events read on the way. */
+    private static List<String> execute(SocketChannel ch, ByteBuffer in, String request) throws IOException {
         ch.write(ByteBuffer.wrap((request + "\n").getBytes(StandardCharsets.US_ASCII)));
-        String line;
-        do {
-            line = readLine(ch, in);
-        } while (line != null && !(line.startsWith("{\"return\"") || line.startsWith("{\"error\"")));
-        if (line == null || !line.startsWith("{\"return\"")) {
-            throw new IOException("training command failed: " + request + " -> " + line);
+        List<String> events = new ArrayList<>();
+        while (true) {
+            String line = readLine(ch, in);
+            if (line == null) {
+                throw new IOException("training command got no answer: " + request);
+            }
+            if (line.startsWith("{\"return\"")) {
+                return events;
+            }
+            if (line.startsWith("{\"error\"")) {
+                throw new IOException("training command failed: " + request + " -> " + line);
+            }
+            events.add(line);
         }
     }
 
