@@ -36,7 +36,8 @@ WARMUP = int(os.environ.get("WARMUP", "3"))
 SIZE_MB = int(os.environ.get("SIZE_MB", "2048"))
 WORK = os.environ.get("WORK", "/tmp/strata-backup-bench")
 CLUSTER = 64 << 10
-GUEST_MB = 512
+# the guest writes 512 MiB during a full backup, or the whole disk when it is smaller
+GUEST_MB = min(512, SIZE_MB)
 
 
 class Qmp:
