@@ -45,7 +45,7 @@ public final class AotTrainCommand implements Callable<Integer> {
                 Main.run(sink, sink, step);
             }
             try {
-                dev.strata.daemon.DaemonTraining.run(dir, copy);
+                dev.strata.demo.DaemonTraining.run(dir, copy);
             } catch (Exception e) {
                 throw new IOException("daemon training failed", e);
             }

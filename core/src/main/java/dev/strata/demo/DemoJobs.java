@@ -102,8 +102,9 @@ final class DemoJobs {
         console.flush();
     }
 
+    /** Whether {@code e} is {@code job}'s final event. */
     @SuppressWarnings("unchecked")
-    private static boolean isFinal(Map<String, Object> e, String job) {
+    static boolean isFinal(Map<String, Object> e, String job) {
         return FINAL_EVENTS.contains(e.get("event"))
                 && e.get("data") instanceof Map<?, ?> d
                 && job.equals(((Map<String, Object>) d).get("device"));

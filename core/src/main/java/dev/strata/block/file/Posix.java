@@ -212,7 +212,7 @@ final class Posix {
         return linker.downcallHandle(symbol, fd, options);
     }
 
-    /** {@link #bind}, or null when libc lacks the symbol (calls the caller can do without). */
+    /** {@link #bind}, or null without the native layer or when libc lacks the symbol (calls the caller can do without). */
     private static MethodHandle bindIfPresent(String name, FunctionDescriptor fd, Linker.Option... options) {
         return AVAILABLE && LIBC.find(name).isPresent() ? bind(name, fd, options) : null;
     }
@@ -321,7 +321,7 @@ final class Posix {
 
     /** Whether {@link #copyFileRange} is bound. */
     static boolean canCopyFileRange() {
-        return AVAILABLE && CopyFileRange.HANDLE != null;
+        return CopyFileRange.HANDLE != null;
     }
 
     /**
@@ -342,7 +342,7 @@ final class Posix {
      * retried on EINTR; without the call bound, does nothing.
      */
     static void syncFileRange(int fd, long offset, long len, int flags) throws BlockException {
-        if (AVAILABLE && SyncFileRange.HANDLE != null) {
+        if (SyncFileRange.HANDLE != null) {
             call("sync_file_range", true, (arena, state) ->
                     (int) SyncFileRange.HANDLE.invokeExact(state, fd, offset, len, flags));
         }
@@ -363,7 +363,7 @@ final class Posix {
 
     /** The C library's text for an errno ("No such file or directory"). */
     static String strerror(int errno) {
-        if (AVAILABLE && Strerror.HANDLE != null) {
+        if (Strerror.HANDLE != null) {
             try {
                 // glibc returns a constant string for every known errno, so reading it needs no lock
                 MemorySegment s = (MemorySegment) Strerror.HANDLE.invokeExact(errno);
