@@ -7,6 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Optional;
 import java.util.Set;
 
 /**
@@ -29,10 +30,15 @@ final class Qcow2CheckBitmaps {
     static final long ENTRY_ALL_ONES = 1L;
     private static final int DIR_ENTRY_BYTES = 24;
 
-    /** One bitmap directory entry: where its table is, how many entries it has, and its flags. */
-    record Bitmap(String name, long tableOffset, long tableSize, int granularityBits, boolean inUse) {}
+    /**
+     * One bitmap directory entry: where its table is, how many entries it has, and its flags
+     * ({@code inUse}: a program that had the image open may have changed the disk since the
+     * bitmap was stored; {@code auto}: the bitmap records writes).
+     */
+    record Bitmap(String name, long tableOffset, long tableSize, int granularityBits, boolean inUse, boolean auto) {}
 
     private static final long FLAG_IN_USE = 1;
+    private static final long FLAG_AUTO = 2;
 
     private Qcow2CheckBitmaps() {}
 
@@ -43,6 +49,61 @@ final class Qcow2CheckBitmaps {
             return List.of();
         }
         String prefix = "Could not open '" + img.filename + "': ";
+        checkDirectorySize(ext, prefix);
+        byte[] dir = img.readBytes(ext.directoryOffset(), (int) ext.directorySize());
+        List<Bitmap> out = parseDirectory(dir, ext.nbBitmaps(), img.clusterSize, img.virtualSize, prefix);
+        loadBitmaps(img, out, prefix);
+        return out;
+    }
+
+    /**
+     * The bitmaps an image lists, as a driver opening it reads them for qemu-img info's "bitmaps":
+     * none in a version 2 image or when the bitmaps autoclear bit is clear (QEMU then ignores the
+     * extension); the extension and the directory are checked as QEMU's open checks them (its
+     * messages, without the "Could not open" the caller adds), the bitmap tables are not read.
+     */
+    static List<Bitmap> readDirectory(ImageFile file, Qcow2Header h) throws IOException {
+        Optional<Qcow2Header.BitmapsExtension> found = h.bitmaps();
+        if (found.isEmpty() || h.version() < 3 || (h.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0) {
+            return List.of();
+        }
+        String prefix = "";
+        Qcow2Header.BitmapsExtension ext = found.get();
+        checkExtension(ext, h.clusterSize(), prefix);
+        checkDirectorySize(ext, prefix);
+        file.checkInside("bitmap directory", ext.directoryOffset(), ext.directorySize());
+        byte[] dir = new byte[(int) ext.directorySize()];
+        file.read(ext.directoryOffset(), dir, 0, dir.length);
+        return parseDirectory(dir, ext.nbBitmaps(), h.clusterSize(), h.size(), prefix);
+    }
+
+    /** The bitmaps extension's fields, with QEMU's messages (the autoclear bit is the caller's). */
+    static void checkExtension(Qcow2Header.BitmapsExtension ext, int clusterSize, String prefix) throws BlockException {
+        if (ext.reserved() != 0) {
+            throw new BlockException(prefix + "bitmaps_ext: Reserved field is not zero", BlockException.EINVAL);
+        }
+        if (Integer.toUnsignedLong(ext.nbBitmaps()) > Qcow2CheckImage.MAX_BITMAPS) {
+            throw new BlockException(
+                    prefix + "bitmaps_ext: Image has " + Integer.toUnsignedString(ext.nbBitmaps())
+                            + " bitmaps, exceeding the QEMU supported maximum of " + Qcow2CheckImage.MAX_BITMAPS,
+                    BlockException.EINVAL);
+        }
+        if (ext.nbBitmaps() == 0) {
+            throw new BlockException(prefix + "found bitmaps extension with zero bitmaps", BlockException.EINVAL);
+        }
+        if ((ext.directoryOffset() & (clusterSize - 1)) != 0) {
+            throw new BlockException(prefix + "bitmaps_ext: invalid bitmap directory offset", BlockException.EINVAL);
+        }
+        if (Long.compareUnsigned(ext.directorySize(), Qcow2CheckImage.MAX_BITMAP_DIRECTORY_SIZE) > 0) {
+            throw new BlockException(
+                    prefix + "bitmaps_ext: bitmap directory size (" + Long.toUnsignedString(ext.directorySize())
+                            + ") exceeds the maximum supported size (" + Qcow2CheckImage.MAX_BITMAP_DIRECTORY_SIZE
+                            + ")",
+                    BlockException.EINVAL);
+        }
+    }
+
+    private static void checkDirectorySize(Qcow2Header.BitmapsExtension ext, String prefix) throws BlockException {
         long size = ext.directorySize();
         if (size == 0) {
             throw new BlockException(prefix + "Requested bitmap directory size is zero", BlockException.EINVAL);
@@ -50,7 +111,11 @@ final class Qcow2CheckBitmaps {
         if (Long.compareUnsigned(size, Qcow2CheckImage.MAX_BITMAP_DIRECTORY_SIZE) > 0) {
             throw new BlockException(prefix + "Requested bitmap directory size is too big", BlockException.EINVAL);
         }
-        byte[] dir = img.readBytes(ext.directoryOffset(), (int) size);
+    }
+
+    /** The directory's entries, each checked as QEMU's bitmap_list_load checks it. */
+    private static List<Bitmap> parseDirectory(
+            byte[] dir, int nbBitmaps, int clusterSize, long virtualSize, String prefix) throws BlockException {
         ByteBuffer b = ByteBuffer.wrap(dir);
         List<Bitmap> out = new ArrayList<>();
         long count = 0;
@@ -60,7 +125,7 @@ final class Qcow2CheckBitmaps {
             if (e + DIR_ENTRY_BYTES > dir.length) {
                 throw new BlockException(broken, BlockException.EINVAL);
             }
-            if (++count > Integer.toUnsignedLong(ext.nbBitmaps())) {
+            if (++count > Integer.toUnsignedLong(nbBitmaps)) {
                 throw new BlockException(
                         prefix + "More bitmaps found than specified in header extension", BlockException.EINVAL);
             }
@@ -79,12 +144,12 @@ final class Qcow2CheckBitmaps {
                 throw new BlockException(prefix + "Bitmap extra data is not supported", BlockException.EINVAL);
             }
             String name = new String(dir, e + DIR_ENTRY_BYTES, nameSize, StandardCharsets.UTF_8);
-            long phys = tableSize * img.clusterSize;
+            long phys = tableSize * clusterSize;
             // the limit wraps at 64 bits exactly as QEMU's unsigned arithmetic does
             long coverable = (phys * 8) << granularityBits;
             boolean bad = tableSize == 0
                     || tableOffset == 0
-                    || (tableOffset & (img.clusterSize - 1)) != 0
+                    || (tableOffset & (clusterSize - 1)) != 0
                     || tableSize > MAX_TABLE_ENTRIES
                     || granularityBits > MAX_GRANULARITY_BITS
                     || granularityBits < MIN_GRANULARITY_BITS
@@ -92,19 +157,24 @@ final class Qcow2CheckBitmaps {
                     || nameSize > MAX_NAME
                     || type != 1
                     || phys > MAX_PHYS_BYTES
-                    || Long.compareUnsigned(img.virtualSize / 512 * 512, coverable) > 0;
+                    || Long.compareUnsigned(virtualSize / 512 * 512, coverable) > 0;
             if (bad) {
                 throw new BlockException(
                         prefix + "Bitmap '" + name + "' doesn't satisfy the constraints", BlockException.EINVAL);
             }
-            out.add(new Bitmap(name, tableOffset, tableSize, granularityBits, (flags & FLAG_IN_USE) != 0));
+            out.add(new Bitmap(
+                    name,
+                    tableOffset,
+                    tableSize,
+                    granularityBits,
+                    (flags & FLAG_IN_USE) != 0,
+                    (flags & FLAG_AUTO) != 0));
             e += (int) entryBytes;
         }
-        if (count != Integer.toUnsignedLong(ext.nbBitmaps())) {
+        if (count != Integer.toUnsignedLong(nbBitmaps)) {
             throw new BlockException(
                     prefix + "Less bitmaps found than specified in header extension", BlockException.EINVAL);
         }
-        loadBitmaps(img, out, prefix);
         return List.copyOf(out);
     }
 

@@ -272,32 +272,9 @@ final class Qcow2CheckOpen {
             return;
         }
         ByteBuffer b = ext.buffer();
-        int nb = b.getInt(0);
-        if (b.getInt(4) != 0) {
-            throw new BlockException(prefix + "bitmaps_ext: Reserved field is not zero", BlockException.EINVAL);
-        }
-        long dirSize = b.getLong(8);
-        long dirOffset = b.getLong(16);
-        if (Integer.toUnsignedLong(nb) > Qcow2CheckImage.MAX_BITMAPS) {
-            throw new BlockException(
-                    prefix + "bitmaps_ext: Image has " + Integer.toUnsignedString(nb)
-                            + " bitmaps, exceeding the QEMU supported maximum of " + Qcow2CheckImage.MAX_BITMAPS,
-                    BlockException.EINVAL);
-        }
-        if (nb == 0) {
-            throw new BlockException(prefix + "found bitmaps extension with zero bitmaps", BlockException.EINVAL);
-        }
-        if ((dirOffset & (img.clusterSize - 1)) != 0) {
-            throw new BlockException(prefix + "bitmaps_ext: invalid bitmap directory offset", BlockException.EINVAL);
-        }
-        if (Long.compareUnsigned(dirSize, Qcow2CheckImage.MAX_BITMAP_DIRECTORY_SIZE) > 0) {
-            throw new BlockException(
-                    prefix + "bitmaps_ext: bitmap directory size (" + Long.toUnsignedString(dirSize)
-                            + ") exceeds the maximum supported size (" + Qcow2CheckImage.MAX_BITMAP_DIRECTORY_SIZE
-                            + ")",
-                    BlockException.EINVAL);
-        }
-        img.bitmaps = new Qcow2Header.BitmapsExtension(nb, 0, dirSize, dirOffset);
+        var bitmaps = new Qcow2Header.BitmapsExtension(b.getInt(0), b.getInt(4), b.getLong(8), b.getLong(16));
+        Qcow2CheckBitmaps.checkExtension(bitmaps, img.clusterSize, prefix);
+        img.bitmaps = bitmaps;
     }
 
     /** An image with an external data file needs it; Strata only looks for it. */

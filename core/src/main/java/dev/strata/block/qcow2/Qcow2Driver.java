@@ -11,6 +11,7 @@ import dev.strata.block.OpenContext;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -76,6 +77,8 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     private final Qcow2Reader reader;
     private final Qcow2Writer writer;
     private final Qcow2ZeroDiscard zeroDiscard;
+    /** The persistent bitmaps the image lists, shown by info; none on a writable open. */
+    private final List<Qcow2CheckBitmaps.Bitmap> bitmaps;
 
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     // changed only by a resize, under the exclusive lock; volatile for length() and info
@@ -89,8 +92,10 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             boolean readOnly,
             Qcow2Header header,
             ClusterMap map,
-            Refcounts refcounts) {
+            Refcounts refcounts,
+            List<Qcow2CheckBitmaps.Bitmap> bitmaps) {
         this.fileNode = fileNode;
+        this.bitmaps = bitmaps;
         this.file = file;
         this.backing = backing;
         this.readOnly = readOnly;
@@ -173,12 +178,17 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             backing = null;
         }
 
+        // QEMU's open reads every bitmap the image lists and refuses a broken directory; Strata
+        // reads the directory alone, for qemu-img info's list (a writable open drops the bitmaps
+        // below: it clears their autoclear bit)
+        List<Qcow2CheckBitmaps.Bitmap> bitmaps = Qcow2CheckBitmaps.readDirectory(file, header);
         if (!readOnly && (header.autoclearFeatures() & ~KNOWN_AUTOCLEAR) != 0) {
             // the spec lets a writer touch an image with unknown autoclear bits only after clearing them
             header = header.withAutoclearFeatures(header.autoclearFeatures() & KNOWN_AUTOCLEAR);
             writeHeader(file, header);
+            bitmaps = List.of();
         }
-        return new Qcow2Driver(fileNode, file, backing, readOnly, header, map, refcounts);
+        return new Qcow2Driver(fileNode, file, backing, readOnly, header, map, refcounts, bitmaps);
     }
 
     private static void writeHeader(ImageFile file, Qcow2Header header) throws IOException {
@@ -262,11 +272,34 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             m.put("lazy-refcounts", header.lazyRefcounts());
         }
         m.put("refcount-bits", header.refcountBits());
+        if (v3 && !bitmaps.isEmpty()) {
+            m.put("bitmaps", bitmapList());
+        }
         if (v3) {
             m.put("corrupt", header.isCorrupt());
             m.put("extended-l2", header.hasExtendedL2());
         }
         return m;
+    }
+
+    /** qemu-img info's "bitmaps": each bitmap's name, granularity and flags (in-use, auto). */
+    private List<Map<String, Object>> bitmapList() {
+        List<Map<String, Object>> out = new ArrayList<>();
+        for (Qcow2CheckBitmaps.Bitmap b : bitmaps) {
+            List<String> flags = new ArrayList<>();
+            if (b.inUse()) {
+                flags.add("in-use");
+            }
+            if (b.auto()) {
+                flags.add("auto");
+            }
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("name", b.name());
+            m.put("granularity", 1L << b.granularityBits());
+            m.put("flags", flags);
+            out.add(m);
+        }
+        return out;
     }
 
     @Override
