@@ -186,6 +186,20 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             // the spec lets a writer touch an image with unknown autoclear bits only after clearing them
             header = header.withAutoclearFeatures(header.autoclearFeatures() & KNOWN_AUTOCLEAR);
             writeHeader(file, header);
+            if (!bitmaps.isEmpty()) {
+                // the logger only now: logging's start-up is not every command's
+                org.slf4j.LoggerFactory.getLogger(Qcow2Driver.class)
+                        .warn(
+                                "'{}' holds persistent bitmaps ({}) that Strata does not maintain yet: opened"
+                                        + " writable, the image no longer lists them as valid, and QEMU will consider"
+                                        + " them inconsistent",
+                                fileNode.filename(),
+                                String.join(
+                                        ", ",
+                                        bitmaps.stream()
+                                                .map(Qcow2CheckBitmaps.Bitmap::name)
+                                                .toList()));
+            }
             bitmaps = List.of();
         }
         return new Qcow2Driver(fileNode, file, backing, readOnly, header, map, refcounts, bitmaps);
