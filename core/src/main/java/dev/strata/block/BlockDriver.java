@@ -118,6 +118,15 @@ public interface BlockDriver extends AutoCloseable {
         return 0;
     }
 
+    /**
+     * What QEMU warns about when it opens this image, each as qemu-img prints it after "qemu-img:
+     * warning: " (a text may span lines and carries its own line ends, none at its end when QEMU
+     * prints none); empty for most images.
+     */
+    default List<String> openWarnings() {
+        return List.of();
+    }
+
     /** Driver-specific facts for {@code info} (format-specific data), never null. */
     default Map<String, Object> formatSpecific() {
         return Map.of();

@@ -10,8 +10,9 @@ import java.io.PrintWriter;
 
 /**
  * Opens the images named on a {@code strata img} command line as qemu-img opens them: the format
- * given or probed, errors worded "Could not open 'FILE': reason", and the warning qemu-img prints
- * when a probed raw image is opened for writing.
+ * given or probed, errors worded "Could not open 'FILE': reason", the warning qemu-img prints
+ * when a probed raw image is opened for writing, and the warnings QEMU's drivers print at open
+ * (a qcow2 image's bitmaps that a program without bitmap support modified).
  *
  * <p>Nodes opened here are auto-named and so not kept by the graph: the caller closes them.
  */
@@ -52,7 +53,12 @@ final class Images {
             if (!openBacking && supportsBacking(fmt)) {
                 options.put("backing", null);
             }
-            return graph.add(options);
+            BlockNode node = graph.add(options);
+            for (String w : node.driver().openWarnings()) {
+                err.print("strata img: warning: " + w);
+                err.flush();
+            }
+            return node;
         } catch (IOException e) {
             throw new ImgFailure("Could not open '" + filename + "': " + e.getMessage());
         }

@@ -42,6 +42,20 @@ final class Qcow2CheckBitmaps {
 
     private Qcow2CheckBitmaps() {}
 
+    /**
+     * QEMU's warning on opening an image whose bitmaps extension lost its autoclear bit (a program
+     * without bitmap support wrote the image), or any version 2 image with the extension.
+     */
+    static String staleWarning(int version) {
+        return version < 3
+                ? "This qcow2 v2 image contains bitmaps, but they may have been modified by a program without"
+                        + " persistent bitmap support; so now they must all be considered inconsistent"
+                : "a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent";
+    }
+
+    /** What QEMU prints after {@link #staleWarning}, without a line end. */
+    static final String LEAK_HINT = "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.";
+
     /** Reads and checks the bitmap directory (QEMU's bitmap_list_load), failing as QEMU's open fails. */
     static List<Bitmap> loadDirectory(Qcow2CheckImage img) throws IOException {
         Qcow2Header.BitmapsExtension ext = img.bitmaps;

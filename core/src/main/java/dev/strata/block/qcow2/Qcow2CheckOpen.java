@@ -259,15 +259,9 @@ final class Qcow2CheckOpen {
             throw new BlockException(prefix + "bitmaps_ext: Invalid extension length", BlockException.EINVAL);
         }
         if ((img.header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0) {
-            img.log.warn(
-                    img.version < 3
-                            ? "This qcow2 v2 image contains bitmaps, but they may have been modified by a program"
-                                    + " without persistent bitmap support; so now they must all be considered"
-                                    + " inconsistent"
-                            : "a program lacking bitmap support modified this file, so all bitmaps are now"
-                                    + " considered inconsistent");
+            img.log.warn(Qcow2CheckBitmaps.staleWarning(img.version));
             // QEMU prints this without a line end: the next message continues the line
-            img.log.unterminated("Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.");
+            img.log.unterminated(Qcow2CheckBitmaps.LEAK_HINT);
             img.staleBitmapsExtension = true;
             return;
         }

@@ -79,6 +79,8 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     private final Qcow2ZeroDiscard zeroDiscard;
     /** The persistent bitmaps the image lists, shown by info; none on a writable open. */
     private final List<Qcow2CheckBitmaps.Bitmap> bitmaps;
+    /** See {@link #openWarnings()}: a bitmaps extension QEMU would ignore. */
+    private final List<String> openWarnings;
 
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     // changed only by a resize, under the exclusive lock; volatile for length() and info
@@ -93,9 +95,11 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             Qcow2Header header,
             ClusterMap map,
             Refcounts refcounts,
-            List<Qcow2CheckBitmaps.Bitmap> bitmaps) {
+            List<Qcow2CheckBitmaps.Bitmap> bitmaps,
+            List<String> openWarnings) {
         this.fileNode = fileNode;
         this.bitmaps = bitmaps;
+        this.openWarnings = openWarnings;
         this.file = file;
         this.backing = backing;
         this.readOnly = readOnly;
@@ -182,6 +186,10 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         // reads the directory alone, for qemu-img info's list (a writable open drops the bitmaps
         // below: it clears their autoclear bit)
         List<Qcow2CheckBitmaps.Bitmap> bitmaps = Qcow2CheckBitmaps.readDirectory(file, header);
+        List<String> warnings = header.bitmaps().isPresent()
+                        && (header.version() < 3 || (header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0)
+                ? List.of(Qcow2CheckBitmaps.staleWarning(header.version()) + "\n" + Qcow2CheckBitmaps.LEAK_HINT)
+                : List.of();
         if (!readOnly && (header.autoclearFeatures() & ~KNOWN_AUTOCLEAR) != 0) {
             // the spec lets a writer touch an image with unknown autoclear bits only after clearing them
             header = header.withAutoclearFeatures(header.autoclearFeatures() & KNOWN_AUTOCLEAR);
@@ -202,7 +210,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             }
             bitmaps = List.of();
         }
-        return new Qcow2Driver(fileNode, file, backing, readOnly, header, map, refcounts, bitmaps);
+        return new Qcow2Driver(fileNode, file, backing, readOnly, header, map, refcounts, bitmaps, warnings);
     }
 
     private static void writeHeader(ImageFile file, Qcow2Header header) throws IOException {
@@ -294,6 +302,11 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             m.put("extended-l2", header.hasExtendedL2());
         }
         return m;
+    }
+
+    @Override
+    public List<String> openWarnings() {
+        return openWarnings;
     }
 
     /** qemu-img info's "bitmaps": each bitmap's name, granularity and flags (in-use, auto). */
