@@ -158,6 +158,15 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             }
         }
 
+        // QEMU's open reads every bitmap the image lists and refuses a broken directory; Strata
+        // reads the directory alone, for qemu-img info's list (a writable open drops the bitmaps
+        // below: it clears their autoclear bit)
+        List<Qcow2CheckBitmaps.Bitmap> bitmaps = Qcow2CheckBitmaps.readDirectory(file, header);
+        List<String> warnings = header.bitmaps().isPresent()
+                        && (header.version() < 3 || (header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0)
+                ? List.of(Qcow2CheckBitmaps.staleWarning(header.version()) + "\n" + Qcow2CheckBitmaps.LEAK_HINT)
+                : List.of();
+
         long[] l1 = ClusterMap.loadL1(file, header);
         ClusterMap map = new ClusterMap(file, header, l1, L2_CACHE_BYTES);
         Refcounts refcounts = null;
@@ -182,14 +191,6 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             backing = null;
         }
 
-        // QEMU's open reads every bitmap the image lists and refuses a broken directory; Strata
-        // reads the directory alone, for qemu-img info's list (a writable open drops the bitmaps
-        // below: it clears their autoclear bit)
-        List<Qcow2CheckBitmaps.Bitmap> bitmaps = Qcow2CheckBitmaps.readDirectory(file, header);
-        List<String> warnings = header.bitmaps().isPresent()
-                        && (header.version() < 3 || (header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0)
-                ? List.of(Qcow2CheckBitmaps.staleWarning(header.version()) + "\n" + Qcow2CheckBitmaps.LEAK_HINT)
-                : List.of();
         if (!readOnly && (header.autoclearFeatures() & ~KNOWN_AUTOCLEAR) != 0) {
             // the spec lets a writer touch an image with unknown autoclear bits only after clearing them
             header = header.withAutoclearFeatures(header.autoclearFeatures() & KNOWN_AUTOCLEAR);
