@@ -84,8 +84,7 @@ public final class DaemonTraining {
         q.ok("drive-backup", args);
         // the client keeps the events that arrive before the command's answer
         Map<String, Object> end = q.awaitEvent(e -> DemoJobs.isFinal(e, job), JOB_TIMEOUT_MS);
-        if (!"BLOCK_JOB_COMPLETED".equals(end.get("event"))
-                || (end.get("data") instanceof Map<?, ?> data && data.containsKey("error"))) {
+        if (!DemoJobs.Outcome.of(job, end, 0).succeeded()) {
             throw new IOException("training backup " + job + " did not complete: " + end);
         }
     }

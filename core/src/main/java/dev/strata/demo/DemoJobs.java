@@ -19,6 +19,14 @@ final class DemoJobs {
 
     /** How a job ended: its final event, its error if any, and how long it ran. */
     record Outcome(String job, String event, String error, long len, long millis) {
+        /** The outcome {@code job}'s final event {@code e} reports, {@code millis} after the job began. */
+        @SuppressWarnings("unchecked")
+        static Outcome of(String job, Map<String, Object> e, long millis) {
+            Map<String, Object> data = (Map<String, Object>) e.get("data");
+            long len = ((Number) data.getOrDefault("len", 0L)).longValue();
+            return new Outcome(job, (String) e.get("event"), (String) data.get("error"), len, millis);
+        }
+
         boolean succeeded() {
             return event.equals("BLOCK_JOB_COMPLETED") && error == null;
         }
@@ -46,16 +54,7 @@ final class DemoJobs {
             for (String job : jobs) {
                 if (!done.containsKey(job) && qmp.hasEvent(e -> isFinal(e, job))) {
                     Map<String, Object> e = qmp.awaitEvent(ev -> isFinal(ev, job), 0);
-                    Map<String, Object> data = (Map<String, Object>) e.get("data");
-                    long len = ((Number) data.getOrDefault("len", 0L)).longValue();
-                    done.put(
-                            job,
-                            new Outcome(
-                                    job,
-                                    (String) e.get("event"),
-                                    (String) data.get("error"),
-                                    len,
-                                    (System.nanoTime() - started) / 1_000_000));
+                    done.put(job, Outcome.of(job, e, (System.nanoTime() - started) / 1_000_000));
                 }
             }
             if (done.size() == jobs.size()) {

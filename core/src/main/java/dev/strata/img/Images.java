@@ -55,7 +55,7 @@ final class Images {
             }
             BlockNode node = graph.add(options);
             for (String w : node.driver().openWarnings()) {
-                err.print("strata img: warning: " + w);
+                err.print(ImgSubcommand.PREFIX + "warning: " + w);
                 err.flush();
             }
             return node;

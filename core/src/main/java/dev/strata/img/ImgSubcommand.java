@@ -70,8 +70,11 @@ abstract class ImgSubcommand implements Callable<Integer> {
         return spec.commandLine().getErr();
     }
 
+    /** What starts the tool's error and warning lines, where qemu-img prints "qemu-img: ". */
+    static final String PREFIX = "strata img: ";
+
     /** One error line, prefixed as qemu-img prefixes its own. */
     void error(String message) {
-        err().println("strata img: " + message);
+        err().println(PREFIX + message);
     }
 }

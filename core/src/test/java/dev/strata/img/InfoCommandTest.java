@@ -4,9 +4,13 @@ import static dev.strata.img.ImgTool.qemu;
 import static dev.strata.img.ImgTool.strata;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.strata.block.qcow2.Qcow2Header;
 import dev.strata.testing.Interop;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.BeforeEach;
@@ -92,8 +96,7 @@ class InfoCommandTest {
 
     @Test
     void imageWithPersistentBitmapsPrintsAsQemuDoes() throws Exception {
-        qemu("create", "-f", "qcow2", p("a.qcow2"), "1M").assertOk();
-        qemu("bitmap", "--add", p("a.qcow2"), "b0").assertOk();
+        imageWithBitmapB0();
         qemu("bitmap", "--add", "-g", "128k", "--disable", p("a.qcow2"), "b1").assertOk();
         qemu("bitmap", "--add", "-g", "512", p("a.qcow2"), "name with spaces and é")
                 .assertOk();
@@ -103,8 +106,7 @@ class InfoCommandTest {
 
     @Test
     void bitmapsLeftInUseByAWriterThatDiedPrintAsQemuDoes() throws Exception {
-        qemu("create", "-f", "qcow2", p("a.qcow2"), "1M").assertOk();
-        qemu("bitmap", "--add", p("a.qcow2"), "b0").assertOk();
+        imageWithBitmapB0();
         // qemu-io marks the bitmap in use when it opens the image writable; dying, it leaves the flag
         Interop.qemuIo("-c", "write 0 64k", "-c", "abort", p("a.qcow2"));
         assertThat(qemu("info", p("a.qcow2")).out()).contains("[0]: in-use");
@@ -114,10 +116,10 @@ class InfoCommandTest {
     @ParameterizedTest
     @ValueSource(ints = {16, 17})
     void brokenBitmapDirectoryEntryFailsAsInQemu(int field) throws Exception {
-        qemu("create", "-f", "qcow2", p("a.qcow2"), "1M").assertOk();
-        qemu("bitmap", "--add", p("a.qcow2"), "b0").assertOk();
+        imageWithBitmapB0();
         // the first entry's type (16: only 1 is defined) or granularity bits (17: at least 9)
-        writeByte(p("a.qcow2"), bitmapDirectoryOffset(p("a.qcow2")) + field, 2);
+        long directory = header(p("a.qcow2")).bitmaps().orElseThrow().directoryOffset();
+        poke(p("a.qcow2"), directory + field, new byte[] {2});
         assertThat(qemu("info", p("a.qcow2")).errNormalized()).contains("doesn't satisfy the constraints");
         assertSameInfo(p("a.qcow2"));
     }
@@ -128,37 +130,30 @@ class InfoCommandTest {
      */
     @Test
     void bitmapsExtensionWithItsAutoclearBitClearIsNotListedButWarnedAbout() throws Exception {
-        qemu("create", "-f", "qcow2", p("a.qcow2"), "1M").assertOk();
-        qemu("bitmap", "--add", p("a.qcow2"), "b0").assertOk();
-        for (int i = 0; i < 8; i++) {
-            writeByte(p("a.qcow2"), 88 + i, 0);
-        }
+        imageWithBitmapB0();
+        // autoclear_features, the 8 bytes at 88
+        poke(p("a.qcow2"), 88, new byte[8]);
         ImgTool.Run q = qemu("info", p("a.qcow2")).assertOk();
         assertThat(q.out()).doesNotContain("bitmaps");
         assertThat(q.err()).contains("all bitmaps are now considered inconsistent");
         assertSameInfo(p("a.qcow2"));
     }
 
-    /** Where the bitmap directory starts, from the bitmaps header extension of a version 3 image. */
-    private static long bitmapDirectoryOffset(String file) throws Exception {
-        java.nio.ByteBuffer h = java.nio.ByteBuffer.wrap(Files.readAllBytes(Path.of(file)));
-        int pos = h.getInt(100); // header_length
-        while (true) {
-            int type = h.getInt(pos);
-            int len = h.getInt(pos + 4);
-            if (type == 0x23852875) {
-                return h.getLong(pos + 8 + 16);
-            }
-            if (type == 0) {
-                throw new AssertionError("no bitmaps extension in " + file);
-            }
-            pos += 8 + ((len + 7) & ~7);
+    /** a.qcow2 (1 MiB) with one persistent bitmap, b0, made by qemu-img. */
+    private void imageWithBitmapB0() throws Exception {
+        qemu("create", "-f", "qcow2", p("a.qcow2"), "1M").assertOk();
+        qemu("bitmap", "--add", p("a.qcow2"), "b0").assertOk();
+    }
+
+    private static Qcow2Header header(String file) throws Exception {
+        try (FileChannel ch = FileChannel.open(Path.of(file))) {
+            return Qcow2Header.parse(ch);
         }
     }
 
-    private static void writeByte(String file, long offset, int value) throws Exception {
-        try (var ch = java.nio.channels.FileChannel.open(Path.of(file), java.nio.file.StandardOpenOption.WRITE)) {
-            ch.write(java.nio.ByteBuffer.wrap(new byte[] {(byte) value}), offset);
+    private static void poke(String file, long offset, byte[] bytes) throws Exception {
+        try (FileChannel ch = FileChannel.open(Path.of(file), StandardOpenOption.WRITE)) {
+            ch.write(ByteBuffer.wrap(bytes), offset);
         }
     }
 

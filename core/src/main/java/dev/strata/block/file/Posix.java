@@ -142,21 +142,13 @@ final class Posix {
     // one holder class per call: the JVM initialises (binds) each on its first use
 
     private static final class Open {
-        // open is variadic in C; the third argument is passed as a variadic one
-        static final MethodHandle HANDLE = bind(
-                "open",
-                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
-                ERRNO_OPTION,
-                Linker.Option.firstVariadicArg(2));
+        static final MethodHandle HANDLE =
+                bindVariadic("open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
     }
 
     private static final class Fcntl {
-        // fcntl is variadic in C; the lock argument is passed as a variadic one
-        static final MethodHandle HANDLE = bind(
-                "fcntl",
-                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS),
-                ERRNO_OPTION,
-                Linker.Option.firstVariadicArg(2));
+        static final MethodHandle HANDLE =
+                bindVariadic("fcntl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
     }
 
     private static final class Lseek {
@@ -203,6 +195,11 @@ final class Posix {
 
     private static MethodHandle bind(String name, FunctionDescriptor fd, Linker.Option... options) {
         return bind(LINKER, LIBC, name, fd, options);
+    }
+
+    /** open and fcntl: variadic in C, so their third argument is passed as a variadic one. */
+    private static MethodHandle bindVariadic(String name, FunctionDescriptor fd) {
+        return bind(name, fd, ERRNO_OPTION, Linker.Option.firstVariadicArg(2));
     }
 
     private static MethodHandle bind(

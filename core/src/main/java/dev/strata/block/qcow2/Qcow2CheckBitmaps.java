@@ -56,6 +56,20 @@ final class Qcow2CheckBitmaps {
     /** What QEMU prints after {@link #staleWarning}, without a line end. */
     static final String LEAK_HINT = "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.";
 
+    /**
+     * Whether the image has a bitmaps extension QEMU ignores: in a version 2 image, or with its
+     * autoclear bit cleared by a program without bitmap support.
+     */
+    static boolean staleExtension(Qcow2Header h) {
+        return h.bitmaps().isPresent()
+                && (h.version() < 3 || (h.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0);
+    }
+
+    /** QEMU's open-time warnings about the image's bitmaps, as {@link dev.strata.block.BlockDriver#openWarnings}. */
+    static List<String> openWarnings(Qcow2Header h) {
+        return staleExtension(h) ? List.of(staleWarning(h.version()) + "\n" + LEAK_HINT) : List.of();
+    }
+
     /** Reads and checks the bitmap directory (QEMU's bitmap_list_load), failing as QEMU's open fails. */
     static List<Bitmap> loadDirectory(Qcow2CheckImage img) throws IOException {
         Qcow2Header.BitmapsExtension ext = img.bitmaps;
@@ -78,17 +92,16 @@ final class Qcow2CheckBitmaps {
      */
     static List<Bitmap> readDirectory(ImageFile file, Qcow2Header h) throws IOException {
         Optional<Qcow2Header.BitmapsExtension> found = h.bitmaps();
-        if (found.isEmpty() || h.version() < 3 || (h.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0) {
+        if (found.isEmpty() || staleExtension(h)) {
             return List.of();
         }
-        String prefix = "";
         Qcow2Header.BitmapsExtension ext = found.get();
-        checkExtension(ext, h.clusterSize(), prefix);
-        checkDirectorySize(ext, prefix);
+        checkExtension(ext, h.clusterSize(), "");
+        checkDirectorySize(ext, "");
         file.checkInside("bitmap directory", ext.directoryOffset(), ext.directorySize());
         byte[] dir = new byte[(int) ext.directorySize()];
         file.read(ext.directoryOffset(), dir, 0, dir.length);
-        return parseDirectory(dir, ext.nbBitmaps(), h.clusterSize(), h.size(), prefix);
+        return parseDirectory(dir, ext.nbBitmaps(), h.clusterSize(), h.size(), "");
     }
 
     /** The bitmaps extension's fields, with QEMU's messages (the autoclear bit is the caller's). */

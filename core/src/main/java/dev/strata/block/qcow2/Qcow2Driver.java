@@ -16,6 +16,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.stream.Collectors;
 
 /**
  * The qcow2 format driver: guest I/O through the cluster map, allocation through the refcounts,
@@ -162,10 +163,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         // reads the directory alone, for qemu-img info's list (a writable open drops the bitmaps
         // below: it clears their autoclear bit)
         List<Qcow2CheckBitmaps.Bitmap> bitmaps = Qcow2CheckBitmaps.readDirectory(file, header);
-        List<String> warnings = header.bitmaps().isPresent()
-                        && (header.version() < 3 || (header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0)
-                ? List.of(Qcow2CheckBitmaps.staleWarning(header.version()) + "\n" + Qcow2CheckBitmaps.LEAK_HINT)
-                : List.of();
+        List<String> warnings = Qcow2CheckBitmaps.openWarnings(header);
 
         long[] l1 = ClusterMap.loadL1(file, header);
         ClusterMap map = new ClusterMap(file, header, l1, L2_CACHE_BYTES);
@@ -203,11 +201,9 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
                                         + " writable, the image no longer lists them as valid, and QEMU will consider"
                                         + " them inconsistent",
                                 fileNode.filename(),
-                                String.join(
-                                        ", ",
-                                        bitmaps.stream()
-                                                .map(Qcow2CheckBitmaps.Bitmap::name)
-                                                .toList()));
+                                bitmaps.stream()
+                                        .map(Qcow2CheckBitmaps.Bitmap::name)
+                                        .collect(Collectors.joining(", ")));
             }
             bitmaps = List.of();
         }
@@ -295,7 +291,8 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             m.put("lazy-refcounts", header.lazyRefcounts());
         }
         m.put("refcount-bits", header.refcountBits());
-        if (v3 && !bitmaps.isEmpty()) {
+        if (!bitmaps.isEmpty()) {
+            // only a version 3 image lists bitmaps (readDirectory)
             m.put("bitmaps", bitmapList());
         }
         if (v3) {
