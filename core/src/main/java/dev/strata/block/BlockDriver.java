@@ -1,5 +1,6 @@
 package dev.strata.block;
 
+import dev.strata.block.dirty.StoredBitmap;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
@@ -126,6 +127,43 @@ public interface BlockDriver extends AutoCloseable {
     default List<String> openWarnings() {
         return List.of();
     }
+
+    // ---- persistent bitmaps (QEMU's: stored in the image, loaded at open, stored at close)
+
+    /** Whether the format can store bitmaps at all (qcow2); if not, a persistent bitmap is refused. */
+    default boolean storesBitmaps() {
+        return false;
+    }
+
+    /**
+     * The bitmaps the image stores, as read at open, handed over once: the node that takes them
+     * calls this, then {@link #trackStoredBitmaps}. Empty for most images.
+     */
+    default List<StoredBitmap> storedBitmaps() {
+        return List.of();
+    }
+
+    /**
+     * The node now keeps the stored bitmaps in memory: a writable image marks them in use on disk
+     * before the first write, so that a crash leaves them inconsistent rather than stale.
+     */
+    default void trackStoredBitmaps() throws IOException {}
+
+    /**
+     * Refuses, with the format's reason, a new persistent bitmap the image could not store;
+     * {@code persistentNames} are the node's persistent bitmaps now.
+     */
+    default void checkNewPersistentBitmap(String name, long granularity, List<String> persistentNames)
+            throws BlockException {}
+
+    /** Deletes a stored bitmap from the image at once; a name the image does not list is no error. */
+    default void removeStoredBitmap(String name) throws IOException {}
+
+    /**
+     * Stores the node's persistent bitmaps (at close), replacing the image's entries of the same
+     * names; entries not named stay as they are.
+     */
+    default void storeBitmaps(List<StoredBitmap> bitmaps) throws IOException {}
 
     /** Driver-specific facts for {@code info} (format-specific data), never null. */
     default Map<String, Object> formatSpecific() {

@@ -196,14 +196,19 @@ public final class BlockGraph implements AutoCloseable {
                     BlockException.EINVAL);
         }
         BlockNode node = new BlockNode(name, auto, d, new ArrayList<>(ctx.ownedChildren()), unmap, flags.noFlush());
-        if (!auto || root) {
-            synchronized (this) {
-                try {
+        boolean listed = !auto || root;
+        synchronized (this) {
+            try {
+                if (listed) {
                     checkFree(name);
-                } catch (BlockException e) {
-                    closeQuietly(d, ctx);
-                    throw e;
                 }
+                // last, so that an image refused above never had its bitmaps marked in use
+                node.adoptStoredBitmaps();
+            } catch (IOException e) {
+                closeQuietly(d, ctx);
+                throw e;
+            }
+            if (listed) {
                 nodes.put(name, node);
             }
         }

@@ -2,6 +2,7 @@ package dev.strata.block;
 
 import dev.strata.block.dirty.BitmapException;
 import dev.strata.block.dirty.DirtyBitmaps;
+import dev.strata.block.dirty.StoredBitmap;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -149,6 +150,38 @@ public final class BlockNode implements AutoCloseable {
     /** The node's dirty bitmaps (QMP's block-dirty-bitmap-* commands act on these). */
     public DirtyBitmaps bitmaps() {
         return bitmaps;
+    }
+
+    /**
+     * Takes over the bitmaps the image stores (QEMU's persistent bitmaps) as this node's: read-only
+     * on a read-only node; on a writable one the image first marks them in use, before any write.
+     * The graph calls this once, when it adds the node.
+     */
+    void adoptStoredBitmaps() throws IOException {
+        List<StoredBitmap> stored = driver.storedBitmaps();
+        if (stored.isEmpty()) {
+            return;
+        }
+        driver.trackStoredBitmaps();
+        bitmaps.load(stored, driver.length(), driver.readOnly());
+    }
+
+    /**
+     * How a persistent bitmap of this node leaves the image when the user removes it: deleted from
+     * the image at once, as QEMU does; the removal is refused when that fails.
+     */
+    public DirtyBitmaps.StoredCopy storedCopies() {
+        return b -> {
+            if (!b.persistent()) {
+                return;
+            }
+            try {
+                driver.removeStoredBitmap(b.name());
+            } catch (IOException e) {
+                throw new BitmapException(
+                        "Could not remove bitmap '" + b.name() + "' from the image: " + e.getMessage());
+            }
+        };
     }
 
     /**
@@ -518,6 +551,14 @@ public final class BlockNode implements AutoCloseable {
             closed = true;
         }
         IOException failure = null;
+        if (!driver.readOnly()) {
+            // the persistent bitmaps go back to the image before the driver's final flush
+            try {
+                driver.storeBitmaps(bitmaps.toStore());
+            } catch (IOException e) {
+                failure = e;
+            }
+        }
         try {
             driver.close();
         } catch (IOException e) {

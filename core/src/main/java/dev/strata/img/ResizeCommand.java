@@ -4,7 +4,6 @@ import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
-import dev.strata.block.qcow2.Qcow2Driver;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -21,9 +20,8 @@ import picocli.CommandLine.Parameters;
  * Shrinking needs {@code --shrink}. The image opens with its backing chain, because a longer
  * backing file decides how the new area of a qcow2 image is made to read as zeros.
  *
- * <p>Persistent bitmaps: qemu-img resizes them with the image; Strata does not interpret them yet
- * and a read-write open would leave them inconsistent, so such an image is refused before it is
- * opened for writing.
+ * <p>Persistent bitmaps follow the image, as with qemu-img: the node loads them, resizes them with
+ * the disk (bits past a shrunken end go, a new area starts clean) and stores them when it closes.
  */
 @Command(
         name = "resize",
@@ -86,7 +84,6 @@ final class ResizeCommand extends ImgSubcommand {
         int relative = sizeText.startsWith("+") ? 1 : sizeText.startsWith("-") ? -1 : 0;
         String number = relative == 0 ? sizeText : sizeText.substring(1);
         long n = parseSize(number);
-        refusePersistentBitmaps(filename);
 
         try (BlockGraph graph = Drivers.newGraph();
                 BlockNode node = Images.open(graph, filename, format, OpenFlags.READ_WRITE, true, err())) {
@@ -133,23 +130,6 @@ final class ResizeCommand extends ImgSubcommand {
                 throw new ImgFailure("Value '" + number + "' is out of range for parameter 'size'");
             }
             throw new ImgFailure("Parameter 'size' expects a non-negative number below 2^64").withHint(SIZE_HINT);
-        }
-    }
-
-    /** Looks at a qcow2 image read-only first: persistent bitmaps would not survive a read-write open. */
-    private void refusePersistentBitmaps(String filename) throws ImgFailure, java.io.IOException {
-        boolean bitmaps;
-        try (BlockGraph graph = Drivers.newGraph()) {
-            try (BlockNode node = Images.open(graph, filename, format, OpenFlags.READ_ONLY, false, err())) {
-                bitmaps = node.driver() instanceof Qcow2Driver q
-                        && q.header().bitmaps().isPresent();
-            } catch (ImgFailure e) {
-                return; // the read-write open reports what is wrong with the image, in qemu-img's words
-            }
-        }
-        if (bitmaps) {
-            throw new ImgFailure("Strata cannot resize '" + filename + "' because it has persistent bitmaps,"
-                    + " which it would leave inconsistent; use qemu-img resize");
         }
     }
 }

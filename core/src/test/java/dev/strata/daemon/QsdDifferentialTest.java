@@ -250,6 +250,35 @@ class QsdDifferentialTest extends QsdSandboxes {
         assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
     }
 
+    /**
+     * qemu-storage-daemon's side where a node must not stay exported (an export keeps it from
+     * being resized or deleted): each guest write goes through an export made for it on the NBD
+     * server at {@code nbdSocket} and removed after it.
+     */
+    static Side exportingSide(Path dir, Path nbdSocket) {
+        return new Side() {
+            @Override
+            public Path dir() {
+                return dir;
+            }
+
+            @Override
+            public void guestWrite(QmpClient c, String node, String command) throws Exception {
+                c.ok(
+                        "block-export-add",
+                        Map.of("type", "nbd", "id", "w", "node-name", node, "name", node, "writable", true));
+                Interop.Result r =
+                        Interop.qemuIo("-f", "raw", "nbd+unix:///" + node + "?socket=" + nbdSocket, "-c", command);
+                r.assertOk();
+                assertThat(r.stdout()).as(command).doesNotContain("failed");
+                c.ok("block-export-del", Map.of("id", "w"));
+                assertThat(c.events(1, 5000))
+                        .as("the write's export is gone")
+                        .anyMatch(e -> "BLOCK_EXPORT_DELETED".equals(e.get("event")));
+            }
+        };
+    }
+
     /** Strata's side: guest writes through human-monitor-command qemu-io. */
     static Side hmpSide(Path dir) {
         return new Side() {

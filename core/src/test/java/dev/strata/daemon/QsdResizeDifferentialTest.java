@@ -94,27 +94,7 @@ class QsdResizeDifferentialTest extends QsdSandboxes {
         opts.add(new Daemon.QmpSocket("unix:" + strataSocket + ",server=on,wait=off"));
         strata = Daemon.start(opts, "differential");
 
-        Side qemu = new Side() {
-            @Override
-            public Path dir() {
-                return qemuDir;
-            }
-
-            @Override
-            public void guestWrite(QmpClient c, String node, String command) throws Exception {
-                c.ok(
-                        "block-export-add",
-                        Map.of("type", "nbd", "id", "w", "node-name", node, "name", node, "writable", true));
-                Interop.Result r =
-                        Interop.qemuIo("-f", "raw", "nbd+unix:///" + node + "?socket=" + nbdSocket, "-c", command);
-                r.assertOk();
-                assertThat(r.stdout()).as(command).doesNotContain("failed");
-                c.ok("block-export-del", Map.of("id", "w"));
-                assertThat(c.events(1, 5000))
-                        .as("the write's export is gone")
-                        .anyMatch(e -> "BLOCK_EXPORT_DELETED".equals(e.get("event")));
-            }
-        };
+        Side qemu = QsdDifferentialTest.exportingSide(qemuDir, nbdSocket);
 
         Outcome outcome;
         try (QmpClient q = QmpClient.connect(qemuDir.resolve("qmp.sock"));

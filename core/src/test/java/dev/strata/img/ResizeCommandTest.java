@@ -205,15 +205,41 @@ class ResizeCommandTest {
         both("--shrink", "TOP", "1M");
     }
 
+    /**
+     * An image with persistent bitmaps resizes as with qemu-img: the bitmaps follow the new size
+     * (bits past a shrunken end go, new area is clean), and QEMU reads the same bits from both.
+     */
     @Test
-    void persistentBitmapsAreRefusedBeforeTheImageIsOpenedForWriting() throws Exception {
-        byte[] before = Files.readAllBytes(dir.resolve("bm.qcow2"));
-        ImgTool.Run s = strata("resize", p("bm.qcow2"), "8M");
-        assertThat(s.exit()).isEqualTo(1);
-        assertThat(s.err())
-                .isEqualTo("strata img: Strata cannot resize '" + p("bm.qcow2")
-                        + "' because it has persistent bitmaps, which it would leave inconsistent; use qemu-img"
-                        + " resize\n");
-        assertThat(Files.readAllBytes(dir.resolve("bm.qcow2"))).isEqualTo(before);
+    void persistentBitmapsFollowTheResizeAsWithQemuImg() throws Exception {
+        Interop.require("qemu-nbd");
+        Interop.require("nbdinfo");
+        Interop.qemuIo("-f", "qcow2", "-c", "write 0 64k", "-c", "write 3M 1M", p("bm.qcow2"))
+                .assertOk();
+        Files.copy(dir.resolve("bm.qcow2"), dir.resolve("q-bm.qcow2"));
+        Files.copy(dir.resolve("bm.qcow2"), dir.resolve("s-bm.qcow2"));
+        for (List<String> resize : List.of(List.of("8M"), List.of("--shrink", "3200k"))) {
+            for (String side : List.of("q-", "s-")) {
+                List<String> args = new ArrayList<>(List.of("resize"));
+                args.addAll(resize.subList(0, resize.size() - 1));
+                args.add(p(side + "bm.qcow2"));
+                args.add(resize.getLast());
+                String[] a = args.toArray(String[]::new);
+                ImgTool.Run r = side.equals("q-") ? qemu(a) : strata(a);
+                assertThat(r.exit()).as("%s%s: %s", side, resize, r.err()).isZero();
+            }
+            assertThat(bitmapInfo("s-"))
+                    .as("after resize %s", resize)
+                    .contains("name: b0")
+                    .isEqualTo(bitmapInfo("q-"));
+            assertThat(qemu("check", p("s-bm.qcow2")).exit()).isZero();
+            assertThat(Interop.qemuBitmapMap(dir.resolve("s-bm.qcow2"), "b0"))
+                    .as("QEMU's reading of b0 after resize %s", resize)
+                    .isEqualTo(Interop.qemuBitmapMap(dir.resolve("q-bm.qcow2"), "b0"));
+        }
+    }
+
+    /** qemu-img info of a side's copy of bm.qcow2, its name and disk size masked. */
+    private String bitmapInfo(String side) throws Exception {
+        return qemu("info", p(side + "bm.qcow2")).out().replace(side, "X-").replaceAll("disk size: .*", "");
     }
 }

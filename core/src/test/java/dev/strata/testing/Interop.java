@@ -93,4 +93,27 @@ public final class Interop {
         cmd.addAll(List.of(args));
         return run(cmd);
     }
+
+    /**
+     * A qcow2 image's persistent bitmap as QEMU reads it: qemu-nbd exports it (read-only), nbdinfo
+     * maps it; nbdinfo's lines (offset, length, 0 clean or 1 dirty).
+     */
+    public static String qemuBitmapMap(java.nio.file.Path image, String bitmap)
+            throws IOException, InterruptedException {
+        Result r = run(
+                "nbdinfo",
+                "--map=qemu:dirty-bitmap:" + bitmap,
+                "--",
+                "[",
+                "qemu-nbd",
+                "-r",
+                "-f",
+                "qcow2",
+                "-B",
+                bitmap,
+                image.toString(),
+                "]");
+        r.assertOk();
+        return r.stdout();
+    }
 }

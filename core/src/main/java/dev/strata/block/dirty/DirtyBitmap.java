@@ -36,6 +36,11 @@ public final class DirtyBitmap {
     private DirtyBitmap successor;
 
     DirtyBitmap(String name, long length, long granularity, boolean enabled) {
+        this(name, length, granularity, enabled, null);
+    }
+
+    /** A bitmap with the given bits (one per granularity of {@code length}), or clean ones when null. */
+    DirtyBitmap(String name, long length, long granularity, boolean enabled, HBitmap bits) {
         if (Long.bitCount(granularity) != 1) {
             throw new IllegalArgumentException("granularity must be a power of two: " + granularity);
         }
@@ -43,7 +48,11 @@ public final class DirtyBitmap {
         this.granularity = granularity;
         this.granularityBits = Long.numberOfTrailingZeros(granularity);
         this.length = length;
-        this.bits = new HBitmap(chunks(length));
+        this.bits = bits != null ? bits : new HBitmap(chunks(length));
+        if (this.bits.size() != chunks(length)) {
+            throw new IllegalArgumentException(
+                    "bitmap of " + this.bits.size() + " bits for " + chunks(length) + " chunks");
+        }
         this.enabled = enabled;
     }
 

@@ -1,5 +1,6 @@
 package dev.strata.block.dirty;
 
+import dev.strata.bitmap.HBitmap;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -58,6 +59,12 @@ public final class DirtyBitmaps {
      * length of name); the node lookup and persistence checks belong to the caller.
      */
     public DirtyBitmap add(String name, long nodeLength, long granularity, boolean disabled) throws BitmapException {
+        return add(name, nodeLength, granularity, disabled, false);
+    }
+
+    /** {@link #add}, the bitmap persistent when asked (the image's checks were the caller's). */
+    public DirtyBitmap add(String name, long nodeLength, long granularity, boolean disabled, boolean persistent)
+            throws BitmapException {
         if (name.isEmpty()) {
             throw new BitmapException("Bitmap name cannot be empty");
         }
@@ -71,6 +78,7 @@ public final class DirtyBitmaps {
                 throw new BitmapException("Bitmap name too long: " + name);
             }
             DirtyBitmap b = new DirtyBitmap(name, nodeLength, granularity, !disabled);
+            b.setPersistent(persistent);
             insert(b);
             return b;
         } finally {
@@ -128,17 +136,96 @@ public final class DirtyBitmaps {
 
     /** block-dirty-bitmap-remove: refused while busy or read-only. */
     public DirtyBitmap remove(String name) throws BitmapException {
+        return remove(name, b -> {});
+    }
+
+    /**
+     * What happens to a persistent bitmap's stored copy when the bitmap goes: the image deletes it
+     * (QEMU does so at once, before the bitmap leaves memory). A failure refuses the removal.
+     */
+    @FunctionalInterface
+    public interface StoredCopy {
+        void delete(DirtyBitmap b) throws BitmapException;
+    }
+
+    /** block-dirty-bitmap-remove: refused while busy or read-only; {@code stored} runs after the checks. */
+    public DirtyBitmap remove(String name, StoredCopy stored) throws BitmapException {
         lock.lock();
         try {
-            DirtyBitmap b = lookup(name);
-            if (b.busy()) {
-                check(b, Check.ALLOW_RO);
-            }
-            if (b.readOnly()) {
-                throw new BitmapException("Bitmap '" + name + "' is readonly and cannot be modified");
-            }
+            DirtyBitmap b = checkRemovable(name);
+            stored.delete(b);
             drop(b);
             return b;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private DirtyBitmap checkRemovable(String name) throws BitmapException {
+        DirtyBitmap b = lookup(name);
+        if (b.busy()) {
+            check(b, Check.ALLOW_RO);
+        }
+        if (b.readOnly()) {
+            throw new BitmapException("Bitmap '" + name + "' is readonly and cannot be modified");
+        }
+        return b;
+    }
+
+    /**
+     * Adds the bitmaps an image stores, as loaded at open, in the image's order (so that, each
+     * going to the head, queries list them as QEMU does): persistent, recording when stored so,
+     * inconsistent (and not recording) when the image marked them in use, read-only on a
+     * read-only node. The image checked their names are unique.
+     */
+    public void load(List<StoredBitmap> stored, long nodeLength, boolean readOnly) {
+        lock.lock();
+        try {
+            for (StoredBitmap s : stored) {
+                DirtyBitmap b =
+                        new DirtyBitmap(s.name(), nodeLength, s.granularity(), s.auto() && !s.inconsistent(), s.bits());
+                b.setPersistent(true);
+                b.setInconsistent(s.inconsistent());
+                b.setReadOnly(readOnly);
+                insert(b);
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Names of the persistent bitmaps, for a format's checks of a new one. */
+    public List<String> persistentNames() {
+        List<String> out = new ArrayList<>();
+        for (DirtyBitmap b : list) {
+            if (b.persistent() && b.name() != null) {
+                out.add(b.name());
+            }
+        }
+        return out;
+    }
+
+    /**
+     * What an image stores at close: each persistent bitmap that is neither inconsistent nor
+     * read-only, newest first, with a copy of its bits (a frozen bitmap's successor merged in, so a
+     * write during a job still running is not lost) and recording as it records now.
+     */
+    public List<StoredBitmap> toStore() {
+        lock.lock();
+        try {
+            List<StoredBitmap> out = new ArrayList<>();
+            for (DirtyBitmap b : list) {
+                if (b.name() == null || !b.persistent() || b.inconsistent() || b.readOnly()) {
+                    continue;
+                }
+                HBitmap bits = b.snapshotBits();
+                DirtyBitmap s = b.successor();
+                if (s != null) {
+                    bits.merge(s.bits());
+                }
+                out.add(new StoredBitmap(b.name(), b.granularity(), b.recording(), false, bits));
+            }
+            return out;
         } finally {
             lock.unlock();
         }
@@ -259,14 +346,16 @@ public final class DirtyBitmaps {
     }
 
     /**
-     * Refuses a resize while a bitmap is busy (a backup or an export holds it), with QEMU's words;
+     * Refuses a resize while a bitmap is busy (a backup or an export holds it), or while a
+     * persistent one is inconsistent or read-only, with QEMU's words;
      * the node calls this before its driver changes the size, so a refusal changes nothing.
      */
     public void checkResizable() throws BitmapException {
         lock.lock();
         try {
             for (DirtyBitmap b : list) {
-                if (b.busy()) {
+                // QEMU's qcow2 refuses to resize past a persistent bitmap it could not store again
+                if (b.busy() || b.persistent()) {
                     check(b, Check.DEFAULT);
                 }
             }
@@ -358,19 +447,16 @@ public final class DirtyBitmaps {
     }
 
     /**
-     * block-dirty-bitmap-remove in a transaction: the checks of {@link #remove}, then the bitmap is
-     * held (busy) until the commit drops it ({@link #dropHeld}) or the abort lets it go.
+     * block-dirty-bitmap-remove in a transaction: the checks of {@link #remove}, the stored copy
+     * deleted (as QEMU's prepare does: an abort keeps the bitmap, which the image stores again at
+     * close), then the bitmap is held (busy) until the commit drops it ({@link #dropHeld}) or the
+     * abort lets it go.
      */
-    public DirtyBitmap holdForRemoval(String name) throws BitmapException {
+    public DirtyBitmap holdForRemoval(String name, StoredCopy stored) throws BitmapException {
         lock.lock();
         try {
-            DirtyBitmap b = lookup(name);
-            if (b.busy()) {
-                check(b, Check.ALLOW_RO);
-            }
-            if (b.readOnly()) {
-                throw new BitmapException("Bitmap '" + name + "' is readonly and cannot be modified");
-            }
+            DirtyBitmap b = checkRemovable(name);
+            stored.delete(b);
             b.hold();
             return b;
         } finally {
@@ -389,7 +475,7 @@ public final class DirtyBitmaps {
         }
     }
 
-    private void restore(DirtyBitmap b, dev.strata.bitmap.HBitmap saved) {
+    private void restore(DirtyBitmap b, HBitmap saved) {
         lock.lock();
         try {
             b.restoreBits(saved);

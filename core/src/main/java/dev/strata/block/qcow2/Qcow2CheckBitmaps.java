@@ -16,7 +16,8 @@ import java.util.Set;
  *
  * <p>QEMU 7.2 loads every bitmap when it opens the image, so a directory or a bitmap table that
  * breaks its rules makes the image fail to open, with QEMU's message; {@link #loadDirectory} does
- * the same. Bitmap tables are read in one-cluster pieces and never held whole.
+ * the same. A bitmap table is held
+ * whole only while it is checked: the directory's checks bound it to 1 Mi entries (8 MiB).
  */
 final class Qcow2CheckBitmaps {
     static final long MAX_TABLE_ENTRIES = 0x800_0000L;
@@ -212,33 +213,13 @@ final class Qcow2CheckBitmaps {
      */
     private static void loadBitmaps(Qcow2CheckImage img, List<Bitmap> bitmaps, String prefix) throws IOException {
         Set<String> names = new HashSet<>();
-        ByteBuffer buf = ByteBuffer.allocate(img.clusterSize);
         for (Bitmap bm : bitmaps) {
-            for (long i = 0; i < bm.tableSize(); ) {
-                int n = (int) Math.min(buf.capacity() / 8, bm.tableSize() - i);
-                buf.clear().limit(n * 8);
-                try {
-                    img.read(bm.tableOffset() + i * 8, buf);
-                } catch (IOException e) {
-                    throw new BlockException(
-                            prefix + "Could not read bitmap_table table from image for bitmap '" + bm.name() + "': "
-                                    + Qcow2CheckResult.strerror(Qcow2Check.errno(e)),
-                            Qcow2Check.errno(e));
-                }
-                for (int j = 0; j < n; j++) {
-                    if (!validEntry(buf.getLong(j * 8), img.clusterSize)) {
-                        throw new BlockException(
-                                prefix + "Could not read bitmap_table table from image for bitmap '" + bm.name()
-                                        + "': Invalid argument",
-                                BlockException.EINVAL);
-                    }
-                }
-                i += n;
-            }
+            readTable(img::read, bm, img.clusterSize, prefix);
             if (!names.add(bm.name())) {
                 throw new BlockException(prefix + "Bitmap already exists: " + bm.name(), BlockException.EINVAL);
             }
-            if (!bm.inUse() && bm.tableSize() != expectedTableSize(img, bm.granularityBits())) {
+            if (!bm.inUse()
+                    && bm.tableSize() != expectedTableSize(img.virtualSize, img.clusterSize, bm.granularityBits())) {
                 throw new BlockException(
                         prefix + "Could not read bitmap '" + bm.name() + "' from image: Invalid argument",
                         BlockException.EINVAL);
@@ -246,14 +227,51 @@ final class Qcow2CheckBitmaps {
         }
     }
 
-    /** Clusters of bitmap data a disk of the image's size needs at this granularity (QEMU's serialization size). */
-    private static long expectedTableSize(Qcow2CheckImage img, int granularityBits) {
-        long bytes = img.virtualSize / 512 * 512;
+    /**
+     * A bitmap's table, every entry checked as QEMU checks it when it loads the bitmap (its
+     * message on a bad entry or a failed read). The directory's checks bound the table: at most
+     * 512 MiB of data, so at most 1 Mi entries at the smallest cluster size.
+     */
+    static long[] readTable(Qcow2Header.Source file, Bitmap bm, int clusterSize, String prefix) throws IOException {
+        long[] table = new long[(int) bm.tableSize()];
+        ByteBuffer buf = ByteBuffer.allocate(clusterSize);
+        for (int i = 0; i < table.length; ) {
+            int n = Math.min(buf.capacity() / 8, table.length - i);
+            buf.clear().limit(n * 8);
+            try {
+                file.read(bm.tableOffset() + i * 8L, buf);
+            } catch (IOException e) {
+                throw new BlockException(
+                        prefix + "Could not read bitmap_table table from image for bitmap '" + bm.name() + "': "
+                                + Qcow2CheckResult.strerror(Qcow2Check.errno(e)),
+                        Qcow2Check.errno(e));
+            }
+            for (int j = 0; j < n; j++) {
+                long entry = buf.getLong(j * 8);
+                if (!validEntry(entry, clusterSize)) {
+                    throw new BlockException(
+                            prefix + "Could not read bitmap_table table from image for bitmap '" + bm.name()
+                                    + "': Invalid argument",
+                            BlockException.EINVAL);
+                }
+                table[i + j] = entry;
+            }
+            i += n;
+        }
+        return table;
+    }
+
+    /**
+     * Clusters of bitmap data a disk of {@code virtualSize} bytes needs at this granularity
+     * (QEMU's serialization size: whole 64-bit words of bits).
+     */
+    static long expectedTableSize(long virtualSize, int clusterSize, int granularityBits) {
+        long bytes = virtualSize / 512 * 512;
         if (bytes == 0) {
             return 0;
         }
         long words = (((bytes - 1) >>> granularityBits) >>> 6) + 1;
-        return img.sizeToClusters(words * 8);
+        return (words * 8 + clusterSize - 1) / clusterSize;
     }
 
     private static boolean validEntry(long entry, int clusterSize) {

@@ -8,6 +8,7 @@ import dev.strata.block.CompressedWriter;
 import dev.strata.block.Extent;
 import dev.strata.block.HostRun;
 import dev.strata.block.OpenContext;
+import dev.strata.block.dirty.StoredBitmap;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -16,7 +17,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
-import java.util.stream.Collectors;
 
 /**
  * The qcow2 format driver: guest I/O through the cluster map, allocation through the refcounts,
@@ -60,8 +60,8 @@ import java.util.stream.Collectors;
  * lazy_refcounts compatible bit is kept, so QEMU goes on using lazy refcounts on the image.
  */
 public final class Qcow2Driver implements BlockDriver, CompressedWriter {
-    /** Autoclear bits Strata keeps set on a read-write open: none yet (bitmaps are not interpreted). */
-    static final long KNOWN_AUTOCLEAR = 0;
+    /** Autoclear bits Strata keeps set on a read-write open: the bitmaps extension's, which it maintains. */
+    static final long KNOWN_AUTOCLEAR = Qcow2Header.AUTOCLEAR_BITMAPS;
 
     private static final long SUPPORTED_INCOMPAT =
             Qcow2Header.INCOMPAT_DIRTY | Qcow2Header.INCOMPAT_CORRUPT | Qcow2Header.INCOMPAT_COMPRESSION;
@@ -78,8 +78,10 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     private final Qcow2Reader reader;
     private final Qcow2Writer writer;
     private final Qcow2ZeroDiscard zeroDiscard;
-    /** The persistent bitmaps the image lists, shown by info; none on a writable open. */
-    private final List<Qcow2CheckBitmaps.Bitmap> bitmaps;
+    /** The image's persistent bitmaps: the directory on disk and its changes. */
+    private final Qcow2BitmapStore bitmapStore;
+    /** The bitmaps read at open, for the node to take over; bits are not kept here after that. */
+    private volatile List<StoredBitmap> loadedBitmaps;
     /** See {@link #openWarnings()}: a bitmaps extension QEMU would ignore. */
     private final List<String> openWarnings;
 
@@ -96,10 +98,12 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             Qcow2Header header,
             ClusterMap map,
             Refcounts refcounts,
-            List<Qcow2CheckBitmaps.Bitmap> bitmaps,
+            Qcow2BitmapStore bitmapStore,
+            List<StoredBitmap> loadedBitmaps,
             List<String> openWarnings) {
         this.fileNode = fileNode;
-        this.bitmaps = bitmaps;
+        this.bitmapStore = bitmapStore;
+        this.loadedBitmaps = loadedBitmaps;
         this.openWarnings = openWarnings;
         this.file = file;
         this.backing = backing;
@@ -159,10 +163,12 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             }
         }
 
-        // QEMU's open reads every bitmap the image lists and refuses a broken directory; Strata
-        // reads the directory alone, for qemu-img info's list (a writable open drops the bitmaps
-        // below: it clears their autoclear bit)
-        List<Qcow2CheckBitmaps.Bitmap> bitmaps = Qcow2CheckBitmaps.readDirectory(file, header);
+        // as QEMU's open: every bitmap the image lists is read, and a broken directory, table or
+        // entry refuses the image; the node takes the bitmaps over once it exists
+        Qcow2BitmapStore bitmapStore =
+                new Qcow2BitmapStore(file, header.clusterSize(), Qcow2CheckBitmaps.readDirectory(file, header));
+        List<StoredBitmap> loaded =
+                bitmapStore.load(header.size(), Runtime.getRuntime().maxMemory() / 4);
         List<String> warnings = Qcow2CheckBitmaps.openWarnings(header);
 
         long[] l1 = ClusterMap.loadL1(file, header);
@@ -193,21 +199,9 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             // the spec lets a writer touch an image with unknown autoclear bits only after clearing them
             header = header.withAutoclearFeatures(header.autoclearFeatures() & KNOWN_AUTOCLEAR);
             writeHeader(file, header);
-            if (!bitmaps.isEmpty()) {
-                // the logger only now: logging's start-up is not every command's
-                org.slf4j.LoggerFactory.getLogger(Qcow2Driver.class)
-                        .warn(
-                                "'{}' holds persistent bitmaps ({}) that Strata does not maintain yet: opened"
-                                        + " writable, the image no longer lists them as valid, and QEMU will consider"
-                                        + " them inconsistent",
-                                fileNode.filename(),
-                                bitmaps.stream()
-                                        .map(Qcow2CheckBitmaps.Bitmap::name)
-                                        .collect(Collectors.joining(", ")));
-            }
-            bitmaps = List.of();
         }
-        return new Qcow2Driver(fileNode, file, backing, readOnly, header, map, refcounts, bitmaps, warnings);
+        return new Qcow2Driver(
+                fileNode, file, backing, readOnly, header, map, refcounts, bitmapStore, loaded, warnings);
     }
 
     private static void writeHeader(ImageFile file, Qcow2Header header) throws IOException {
@@ -291,9 +285,10 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
             m.put("lazy-refcounts", header.lazyRefcounts());
         }
         m.put("refcount-bits", header.refcountBits());
+        List<Qcow2CheckBitmaps.Bitmap> bitmaps = bitmapStore.directory();
         if (!bitmaps.isEmpty()) {
             // only a version 3 image lists bitmaps (readDirectory)
-            m.put("bitmaps", bitmapList());
+            m.put("bitmaps", bitmapList(bitmaps));
         }
         if (v3) {
             m.put("corrupt", header.isCorrupt());
@@ -308,7 +303,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     }
 
     /** qemu-img info's "bitmaps": each bitmap's name, granularity and flags (in-use, auto). */
-    private List<Map<String, Object>> bitmapList() {
+    private static List<Map<String, Object>> bitmapList(List<Qcow2CheckBitmaps.Bitmap> bitmaps) {
         List<Map<String, Object>> out = new ArrayList<>();
         for (Qcow2CheckBitmaps.Bitmap b : bitmaps) {
             List<String> flags = new ArrayList<>();
@@ -330,6 +325,60 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     @Override
     public long allocatedFileSize() throws IOException {
         return fileNode.driver().allocatedFileSize();
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // persistent bitmaps, handed on to the store under the exclusive lock
+
+    @Override
+    public boolean storesBitmaps() {
+        return true;
+    }
+
+    @Override
+    public List<StoredBitmap> storedBitmaps() {
+        List<StoredBitmap> b = loadedBitmaps;
+        loadedBitmaps = List.of();
+        return b;
+    }
+
+    @Override
+    public void trackStoredBitmaps() throws IOException {
+        changeBitmaps(h -> bitmapStore.markInUse(h, refcounts));
+    }
+
+    @Override
+    public void checkNewPersistentBitmap(String name, long granularity, List<String> persistentNames)
+            throws BlockException {
+        Qcow2BitmapStore.checkNew(header, size, name, granularity, persistentNames);
+    }
+
+    @Override
+    public void removeStoredBitmap(String name) throws IOException {
+        changeBitmaps(h -> bitmapStore.remove(h, refcounts, name));
+    }
+
+    @Override
+    public void storeBitmaps(List<StoredBitmap> bitmaps) throws IOException {
+        changeBitmaps(h -> bitmapStore.store(h, refcounts, bitmaps));
+    }
+
+    /** A change of the bitmap directory, which returns the header as it then is. */
+    @FunctionalInterface
+    private interface BitmapChange {
+        Qcow2Header apply(Qcow2Header h) throws IOException;
+    }
+
+    private void changeBitmaps(BitmapChange change) throws IOException {
+        if (readOnly) {
+            return;
+        }
+        lock.writeLock().lock();
+        try {
+            header = change.apply(header);
+        } finally {
+            lock.writeLock().unlock();
+        }
     }
 
     // ---------------------------------------------------------------------------------------

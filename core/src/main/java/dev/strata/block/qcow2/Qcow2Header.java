@@ -343,6 +343,46 @@ public record Qcow2Header(
                 newExtensions);
     }
 
+    /**
+     * This header listing another bitmap directory: the bitmaps extension replaced in place (or
+     * added after the others) and the bitmaps autoclear bit set; with null, the extension removed
+     * and the bit cleared (an image with no bitmaps left).
+     */
+    public Qcow2Header withBitmaps(BitmapsExtension ext) {
+        List<HeaderExtension> next = new ArrayList<>();
+        HeaderExtension replacement = null;
+        if (ext != null) {
+            ByteBuffer b = ByteBuffer.allocate(24)
+                    .putInt(0, ext.nbBitmaps())
+                    .putInt(4, ext.reserved())
+                    .putLong(8, ext.directorySize())
+                    .putLong(16, ext.directoryOffset());
+            replacement = new HeaderExtension(EXT_BITMAPS, b.array());
+        }
+        boolean placed = false;
+        for (HeaderExtension e : extensions) {
+            if (e.type() != EXT_BITMAPS) {
+                next.add(e);
+            } else if (replacement != null && !placed) {
+                next.add(replacement);
+                placed = true;
+            }
+        }
+        if (replacement != null && !placed) {
+            next.add(replacement);
+        }
+        long autoclear = ext != null ? autoclearFeatures | AUTOCLEAR_BITMAPS : autoclearFeatures & ~AUTOCLEAR_BITMAPS;
+        return copy(
+                size,
+                l1Size,
+                l1TableOffset,
+                refcountTableOffset,
+                refcountTableClusters,
+                incompatibleFeatures,
+                autoclear,
+                next);
+    }
+
     /** This header with the fields the {@code with} methods change replaced, every other field kept. */
     private Qcow2Header copy(
             long newSize,

@@ -52,7 +52,7 @@ public final class BitmapCommands {
         });
         commands.add("block-dirty-bitmap-remove", BlockDirtyBitmap.class, "{}", (a, ctx) -> {
             BlockNode node = nodes.lookupNode(a.node());
-            run(() -> node.bitmaps().remove(a.name()));
+            run(() -> node.bitmaps().remove(a.name(), node.storedCopies()));
             return null;
         });
         commands.add("block-dirty-bitmap-clear", BlockDirtyBitmap.class, "{}", (a, ctx) -> {
@@ -105,11 +105,7 @@ public final class BitmapCommands {
                 a.granularity() != null ? a.granularity() : DirtyBitmaps.defaultGranularity(node.clusterSize());
         run(() -> DirtyBitmaps.checkGranularity(granularity));
         if (a.persistent()) {
-            // QEMU's words for a node that cannot store bitmaps; Strata stores none yet
-            String reason = node.driverName().equals("qcow2")
-                    ? "Strata does not store persistent bitmaps yet"
-                    : "Operation not supported";
-            throw new QmpException("Can't store persistent bitmaps to " + node.nodeName() + ": " + reason);
+            checkStorable(node, a.name(), granularity);
         }
         long length;
         try {
@@ -118,9 +114,30 @@ public final class BitmapCommands {
             throw new QmpException("could not get length of device: " + e.getMessage());
         }
         try {
-            return node.bitmaps().add(a.name(), length, granularity, a.disabled());
+            return node.bitmaps().add(a.name(), length, granularity, a.disabled(), a.persistent());
         } catch (BitmapException e) {
             throw new QmpException(e.getMessage());
+        }
+    }
+
+    /**
+     * QEMU's checks of a new persistent bitmap, in its order: a format that stores none refuses
+     * outright; otherwise a name already in use, then the format's own checks.
+     */
+    private static void checkStorable(BlockNode node, String name, long granularity) throws QmpException {
+        if (!node.driver().storesBitmaps()) {
+            throw new QmpException(
+                    "Can't store persistent bitmaps to " + node.nodeName() + ": Operation not supported");
+        }
+        if (node.bitmaps().find(name).isPresent()) {
+            throw new QmpException("Bitmap already exists: " + name);
+        }
+        try {
+            node.driver()
+                    .checkNewPersistentBitmap(name, granularity, node.bitmaps().persistentNames());
+        } catch (IOException e) {
+            throw new QmpException(
+                    "Can't make bitmap '" + name + "' persistent in '" + node.nodeName() + "': " + e.getMessage());
         }
     }
 

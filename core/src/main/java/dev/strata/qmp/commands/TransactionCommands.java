@@ -169,7 +169,8 @@ public final class TransactionCommands {
             case BitmapCommands.BlockDirtyBitmap b
             when type.equals("block-dirty-bitmap-remove") ->
                 Action.of(
-                        () -> step(() -> bitmapStep(nodes, b, (n) -> n.bitmaps().holdForRemoval(b.name()))),
+                        () -> step(() ->
+                                bitmapStep(nodes, b, (n) -> n.bitmaps().holdForRemoval(b.name(), n.storedCopies()))),
                         held -> nodes.resolve(b.node()).bitmaps().dropHeld(held),
                         held -> nodes.resolve(b.node()).bitmaps().unhold(held));
             case BitmapCommands.BlockDirtyBitmap b
