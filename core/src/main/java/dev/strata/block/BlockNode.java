@@ -167,6 +167,25 @@ public final class BlockNode implements AutoCloseable {
     }
 
     /**
+     * QEMU's checks of a new persistent bitmap on this node, in its order and words: a format that
+     * stores none refuses outright, then a name in use, then the format's own checks.
+     */
+    public void checkStorableBitmap(String name, long granularity) throws BitmapException {
+        if (!driver.storesBitmaps()) {
+            throw new BitmapException("Can't store persistent bitmaps to " + nodeName + ": Operation not supported");
+        }
+        if (bitmaps.find(name).isPresent()) {
+            throw new BitmapException("Bitmap already exists: " + name);
+        }
+        try {
+            driver.checkNewPersistentBitmap(name, granularity, bitmaps.persistentNames());
+        } catch (BlockException e) {
+            throw new BitmapException(
+                    "Can't make bitmap '" + name + "' persistent in '" + nodeName + "': " + e.getMessage());
+        }
+    }
+
+    /**
      * How a persistent bitmap of this node leaves the image when the user removes it: deleted from
      * the image at once, as QEMU does; the removal is refused when that fails.
      */

@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
 @Command(
         name = "img",
         mixinStandardHelpOptions = true,
-        description = "Create, inspect, check, compare, convert and resize disk images (qemu-img compatible).")
+        description =
+                "Create, inspect, check, compare, convert and resize disk images and change their bitmaps (qemu-img compatible).")
 public final class ImgCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -29,12 +30,18 @@ public final class ImgCommand implements Runnable {
         table.put("rebase", RebaseCommand::new);
         table.put("commit", CommitCommand::new);
         table.put("resize", ResizeCommand::new);
+        table.put("bitmap", BitmapCommand::new);
         table.put("bench", BenchCommand::new);
         LazySubcommands.add(img, table, args, 1);
         CommandLine resize = img.getSubcommands().get("resize");
         if (resize != null) {
             // qemu-img takes the last argument as the size before it reads options: "-1G" is a size
             resize.setUnmatchedOptionsArePositionalParams(true);
+        }
+        CommandLine bitmap = img.getSubcommands().get("bitmap");
+        if (bitmap != null) {
+            // qemu-img takes --add, --merge SOURCE ... as often as given, in order
+            bitmap.setOverwrittenOptionsAllowed(true);
         }
         return img;
     }

@@ -65,20 +65,21 @@ final class Qcow2BitmapStore {
         List<long[]> tables = new ArrayList<>();
         long need = 0;
         for (Bitmap bm : directory) {
+            if (bm.inUse()) {
+                // its data is unusable: QEMU reads neither its table nor its data
+                tables.add(null);
+                continue;
+            }
             long[] table = Qcow2CheckBitmaps.readTable(file::read, bm, clusterSize, "");
-            if (!bm.inUse()
-                    && bm.tableSize()
-                            != Qcow2CheckBitmaps.expectedTableSize(virtualSize, clusterSize, bm.granularityBits())) {
+            if (bm.tableSize() != Qcow2CheckBitmaps.expectedTableSize(virtualSize, clusterSize, bm.granularityBits())) {
                 throw new BlockException(
                         "Could not read bitmap '" + bm.name() + "' from image: Invalid argument",
                         BlockException.EINVAL);
             }
             tables.add(table);
-            if (!bm.inUse()) {
-                for (long entry : table) {
-                    // a data cluster or an all-ones entry fills one cluster's worth of bits in memory
-                    need += entry != 0 ? clusterSize : 0;
-                }
+            for (long entry : table) {
+                // a data cluster or an all-ones entry fills one cluster's worth of bits in memory
+                need += entry != 0 ? clusterSize : 0;
             }
         }
         if (need > memoryBudget) {

@@ -105,7 +105,7 @@ public final class BitmapCommands {
                 a.granularity() != null ? a.granularity() : DirtyBitmaps.defaultGranularity(node.clusterSize());
         run(() -> DirtyBitmaps.checkGranularity(granularity));
         if (a.persistent()) {
-            checkStorable(node, a.name(), granularity);
+            run(() -> node.checkStorableBitmap(a.name(), granularity));
         }
         long length;
         try {
@@ -117,27 +117,6 @@ public final class BitmapCommands {
             return node.bitmaps().add(a.name(), length, granularity, a.disabled(), a.persistent());
         } catch (BitmapException e) {
             throw new QmpException(e.getMessage());
-        }
-    }
-
-    /**
-     * QEMU's checks of a new persistent bitmap, in its order: a format that stores none refuses
-     * outright; otherwise a name already in use, then the format's own checks.
-     */
-    private static void checkStorable(BlockNode node, String name, long granularity) throws QmpException {
-        if (!node.driver().storesBitmaps()) {
-            throw new QmpException(
-                    "Can't store persistent bitmaps to " + node.nodeName() + ": Operation not supported");
-        }
-        if (node.bitmaps().find(name).isPresent()) {
-            throw new QmpException("Bitmap already exists: " + name);
-        }
-        try {
-            node.driver()
-                    .checkNewPersistentBitmap(name, granularity, node.bitmaps().persistentNames());
-        } catch (IOException e) {
-            throw new QmpException(
-                    "Can't make bitmap '" + name + "' persistent in '" + node.nodeName() + "': " + e.getMessage());
         }
     }
 
