@@ -203,11 +203,13 @@ final class Qcow2BitmapStore {
 
     /**
      * A writable open: every bitmap not yet marked is marked {@code in_use} on disk before the
-     * first write, so that a crash leaves them inconsistent rather than silently stale. The
-     * directory keeps its size, so it is rewritten in place, as QEMU does, between two header
-     * writes: the first clears the bitmaps autoclear bit (a crash meanwhile leaves the extension
-     * ignored, which also makes the bitmaps unusable, and their clusters leaked), the second sets
-     * it again. Returns the header as it now is.
+     * first write, so that a crash leaves them inconsistent rather than silently stale. Only the
+     * flags change, so the directory is rewritten in place (as QEMU does; the file does not grow)
+     * and flushed before the open returns: a crash during the rewrite leaves each entry with its
+     * old flags or its new ones, and an entry still unmarked is then still true, since no guest
+     * write has happened yet. Unlike QEMU, the header is not touched (QEMU clears the bitmaps
+     * autoclear bit around the rewrite, and a crash in between loses every bitmap). Returns the
+     * header, unchanged.
      */
     Qcow2Header markInUse(Qcow2Header h, Refcounts refcounts) throws IOException {
         if (directory.stream().allMatch(Bitmap::inUse)) {
@@ -217,18 +219,14 @@ final class Qcow2BitmapStore {
         for (Bitmap b : directory) {
             marked.add(new Bitmap(b.name(), b.tableOffset(), b.tableSize(), b.granularityBits(), true, b.auto()));
         }
-        Qcow2Header.BitmapsExtension ext = h.bitmaps().orElseThrow();
-        Qcow2Header current = h.withRefcountTable(refcounts.tableOffset(), refcounts.tableClusters());
-        writeHeader(current.withAutoclearFeatures(current.autoclearFeatures() & ~Qcow2Header.AUTOCLEAR_BITMAPS));
         byte[] dir = encode(marked);
-        file.write(ext.directoryOffset(), dir, 0, dir.length);
+        file.write(h.bitmaps().orElseThrow().directoryOffset(), dir, 0, dir.length);
         file.flush();
-        writeHeader(current);
         directory = List.copyOf(marked);
-        return current;
+        return h;
     }
 
-    /** Writes the whole header and makes it durable. */
+    /** Writes the whole header (write-back metadata first) and makes it durable. */
     private void writeHeader(Qcow2Header h) throws IOException {
         file.deferred().writeBack();
         byte[] header = h.encode();
