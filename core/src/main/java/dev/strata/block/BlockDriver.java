@@ -136,6 +136,14 @@ public interface BlockDriver extends AutoCloseable {
     }
 
     /**
+     * Whether this image can hold persistent bitmaps (QEMU's bdrv_supports_persistent_dirty_bitmap:
+     * a qcow2 image of version 3); a format that stores bitmaps may still refuse a given image.
+     */
+    default boolean supportsPersistentBitmaps() {
+        return storesBitmaps();
+    }
+
+    /**
      * The bitmaps the image stores, as read at open, handed over once: the node that takes them
      * calls this, then {@link #trackStoredBitmaps}. Empty for most images.
      */

@@ -83,6 +83,12 @@ final class ConvertCommand extends ImgSubcommand {
             description = "accepted for compatibility, ignored")
     List<String> ignoredValues = new ArrayList<>();
 
+    @Option(names = "--bitmaps", description = "copy the source's persistent bitmaps (qcow2 target)")
+    boolean bitmaps;
+
+    @Option(names = "--skip-broken-bitmaps", description = "with --bitmaps: leave out inconsistent bitmaps")
+    boolean skipBrokenBitmaps;
+
     @Parameters(index = "0", paramLabel = "FILENAME")
     String source;
 
@@ -108,10 +114,16 @@ final class ConvertCommand extends ImgSubcommand {
         if (!noCreate && !CreateOptions.canCreate(targetFormat)) {
             throw new ImgFailure("Unknown file format '" + targetFormat + "'");
         }
+        if (skipBrokenBitmaps && !bitmaps) {
+            throw new ImgFailure("Use of --skip-broken-bitmaps requires --bitmaps");
+        }
         try (BlockGraph graph = Drivers.newGraph();
                 BlockNode src =
                         Images.open(graph, source, sourceFormat, new OpenFlags(true, forceShare), true, err())) {
             long size = src.length();
+            if (bitmaps) {
+                BitmapCopy.checkSource(src, skipBrokenBitmaps);
+            }
             if (compress && !targetFormat.equals("qcow2")) {
                 throw new ImgFailure("Compression not supported for this file format");
             }
@@ -129,6 +141,9 @@ final class ConvertCommand extends ImgSubcommand {
                     err())) {
                 if (noCreate && dst.length() < size) {
                     throw new ImgFailure("output file is smaller than input file");
+                }
+                if (bitmaps && !dst.driver().supportsPersistentBitmaps()) {
+                    throw new ImgFailure("Format driver '" + dst.driverName() + "' does not support bitmaps");
                 }
                 boolean targetIsNew = !noCreate;
                 // the target counts only once convert has finished, as with qemu-img, whose qcow2
@@ -152,6 +167,9 @@ final class ConvertCommand extends ImgSubcommand {
                         compressor,
                         copyOffload);
                 copy.run();
+                if (bitmaps) {
+                    BitmapCopy.copy(src, dst, skipBrokenBitmaps, err());
+                }
                 if (!cache.equals("unsafe")) {
                     dst.flush();
                 }

@@ -336,6 +336,11 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     }
 
     @Override
+    public boolean supportsPersistentBitmaps() {
+        return header.version() >= 3;
+    }
+
+    @Override
     public List<StoredBitmap> storedBitmaps() {
         List<StoredBitmap> b = loadedBitmaps;
         loadedBitmaps = List.of();

@@ -188,6 +188,34 @@ class Qcow2PersistentBitmapsTest {
         }
     }
 
+    /** A bitmap table entry pointing past the end of the file refuses the image, in words that say so. */
+    @Test
+    void bitmapDataOutsideTheFileIsRefused() throws Exception {
+        Path p = dir.resolve("h.qcow2");
+        Qcow2Create.create(p, Qcow2Create.Options.of(8 << 20));
+        try (BlockGraph g = Drivers.newGraph();
+                BlockNode n = open(g, p, false)) {
+            n.bitmaps().add("b", 8 << 20, 65536, false, true);
+            n.write(0, ByteBuffer.allocate(512));
+        }
+        long tableOffset;
+        try (var ch = java.nio.channels.FileChannel.open(p, java.nio.file.StandardOpenOption.READ)) {
+            Qcow2Header h = Qcow2Header.parse(ch);
+            ByteBuffer dirEntry = ByteBuffer.allocate(8);
+            ch.read(dirEntry, h.bitmaps().orElseThrow().directoryOffset());
+            tableOffset = dirEntry.getLong(0);
+        }
+        try (var ch = java.nio.channels.FileChannel.open(p, java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(ByteBuffer.allocate(8).putLong(0, 1L << 40), tableOffset);
+        }
+        try (BlockGraph g = Drivers.newGraph()) {
+            assertThatThrownBy(() -> open(g, p, true))
+                    .isInstanceOf(BlockException.class)
+                    .hasMessageContaining(
+                            "Data of bitmap 'b' at offset 0x10000000000 (65536 bytes) lies outside the image file");
+        }
+    }
+
     // ---- helpers
 
     /** Dirty [offset, length] runs as QEMU reads the bitmap from the image. */
