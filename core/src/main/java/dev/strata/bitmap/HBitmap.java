@@ -94,6 +94,44 @@ public final class HBitmap {
     }
 
     /**
+     * Copies leaf words {@code [from, from+n)} into {@code dst} (see {@link #word}), words past
+     * the end as zero: a bitmap's serialization, a page at a time.
+     */
+    public void copyWords(long from, long[] dst, int n) {
+        PagedWords leaves = leaves();
+        int inside = (int) Math.clamp(leaves.length() - from, 0, n);
+        leaves.copyOut(from, dst, 0, inside);
+        java.util.Arrays.fill(dst, inside, n, 0);
+    }
+
+    /**
+     * ORs {@code n} words into the leaf words from {@code from} (bit i of {@code words[k]} is bit
+     * {@code 64*(from+k)+i}), as {@link #set} would set their bits; bits past the end are ignored.
+     * A bitmap's deserialization: one atomic update per non-zero word.
+     */
+    public void orWords(long from, long[] words, int n) {
+        PagedWords leaves = leaves();
+        long last = size == 0 ? -1 : (size - 1) >>> SHIFT;
+        for (int k = 0; k < n && from + k <= last; k++) {
+            long w = words[k];
+            if (from + k == last && (size & (BITS - 1)) != 0) {
+                w &= (1L << size) - 1;
+            }
+            if (w == 0) {
+                continue;
+            }
+            long old = leaves.getAndOr(from + k, w);
+            long added = Long.bitCount(w & ~old);
+            if (added != 0) {
+                count.addAndGet(added);
+            }
+            if (old == 0) {
+                markSummary(from + k);
+            }
+        }
+    }
+
+    /**
      * Sets bits {@code [start, start+n)}. Lock-free. Words whose bits are all set already are only
      * read: a concurrent {@link #reset} may then clear them, which orders this set before it.
      */

@@ -115,6 +115,27 @@ final class PagedWords {
         return (long[]) node;
     }
 
+    /**
+     * Copies words {@code [from, from+n)} (all below {@link #length()}) into {@code dst} from
+     * {@code off}, a page at a time; words of pages never written read as zero. Plain reads: a
+     * word changing meanwhile may be seen before or after its change.
+     */
+    void copyOut(long from, long[] dst, int off, int n) {
+        while (n > 0) {
+            int inPage = (int) (from & PAGE_MASK);
+            int k = Math.min(n, PAGE_WORDS - inPage);
+            long[] page = pageIfPresent(from);
+            if (page == null) {
+                java.util.Arrays.fill(dst, off, off + k, 0);
+            } else {
+                System.arraycopy(page, inPage, dst, off, k);
+            }
+            from += k;
+            off += k;
+            n -= k;
+        }
+    }
+
     long get(long index) {
         long[] page = pageIfPresent(index);
         return page == null ? 0 : (long) WORD.getVolatile(page, (int) (index & PAGE_MASK));

@@ -282,4 +282,35 @@ class HBitmapTest {
         }
         assertThat(seen).isEqualTo((long) threads * perThread);
     }
+
+    /** Words copied out of one bitmap and OR-ed into another rebuild it: count, bits and iteration. */
+    @Test
+    void copyWordsAndOrWordsRoundTrip() {
+        for (long size : new long[] {1, 63, 64, 65, 4095, 70_001, 1 << 20}) {
+            java.util.Random r = new java.util.Random(size);
+            HBitmap a = new HBitmap(size);
+            for (int i = 0; i < 200; i++) {
+                long start = (long) (r.nextDouble() * size);
+                a.set(start, Math.min(size - start, 1 + r.nextInt(300)));
+            }
+            HBitmap b = new HBitmap(size);
+            int chunk = 700;
+            long[] words = new long[chunk];
+            for (long w = 0; w < (size + 63) / 64; w += chunk) {
+                a.copyWords(w, words, chunk);
+                b.orWords(w, words, chunk);
+            }
+            assertThat(b.count()).as("size %d", size).isEqualTo(a.count());
+            for (long bit = 0; bit < size; bit++) {
+                assertThat(b.get(bit)).as("size %d, bit %d", size, bit).isEqualTo(a.get(bit));
+            }
+            assertThat(b.nextSet(0)).isEqualTo(a.nextSet(0));
+            // bits past the end in the words are ignored
+            long[] ones = new long[chunk];
+            java.util.Arrays.fill(ones, -1L);
+            HBitmap full = new HBitmap(size);
+            full.orWords(0, ones, chunk);
+            assertThat(full.count()).as("size %d", size).isEqualTo(Math.min(size, 64L * chunk));
+        }
+    }
 }

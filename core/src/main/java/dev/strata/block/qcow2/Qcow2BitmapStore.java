@@ -110,6 +110,7 @@ final class Qcow2BitmapStore {
     private void readBits(Bitmap bm, long[] table, HBitmap bits) throws IOException {
         long bitsPerCluster = clusterSize * 8L;
         ByteBuffer buf = ByteBuffer.allocate(clusterSize).order(ByteOrder.LITTLE_ENDIAN);
+        long[] words = new long[clusterSize / 8];
         for (int i = 0; i < table.length; i++) {
             long first = i * bitsPerCluster;
             if (first >= bits.size()) {
@@ -125,27 +126,9 @@ final class Qcow2BitmapStore {
             file.checkInside("Data of bitmap '" + bm.name() + "'", offset, clusterSize);
             buf.clear();
             file.read(offset, buf);
-            for (int w = 0; w < clusterSize / 8; w++) {
-                long word = buf.getLong(w * 8);
-                if (word != 0) {
-                    setWord(bits, first + w * 64L, word);
-                }
-            }
-        }
-    }
-
-    /** Sets the bits of one 64-bit word of bitmap data (bit j is bit {@code base + j}) that lie inside {@code bits}. */
-    private static void setWord(HBitmap bits, long base, long word) {
-        while (word != 0) {
-            int from = Long.numberOfTrailingZeros(word);
-            long rest = word >>> from;
-            int run = rest == -1L ? 64 - from : Long.numberOfTrailingZeros(~rest);
-            long start = base + from;
-            if (start >= bits.size()) {
-                return;
-            }
-            bits.set(start, Math.min(run, bits.size() - start));
-            word = run + from == 64 ? 0 : word & (-1L << (from + run));
+            buf.flip();
+            buf.asLongBuffer().get(words);
+            bits.orWords(first >>> 6, words, words.length);
         }
     }
 
@@ -300,8 +283,8 @@ final class Qcow2BitmapStore {
         long virtualSize = chunks << granularityBits;
         int tableSize = (int) Qcow2CheckBitmaps.expectedTableSize(virtualSize, clusterSize, granularityBits);
         long bitsPerCluster = clusterSize * 8L;
-        long words = (chunks + 63) >>> 6;
         ByteBuffer data = ByteBuffer.allocate(clusterSize).order(ByteOrder.LITTLE_ENDIAN);
+        long[] words = new long[clusterSize / 8];
         ByteBuffer table = ByteBuffer.allocate(Math.max(8, tableSize * 8));
         for (int i = 0; i < tableSize; i++) {
             long first = i * bitsPerCluster;
@@ -309,11 +292,9 @@ final class Qcow2BitmapStore {
             if (next < 0 || next >= first + bitsPerCluster) {
                 continue;
             }
+            bits.copyWords(first >>> 6, words, words.length);
             data.clear();
-            long w0 = first >>> 6;
-            for (int w = 0; w < clusterSize / 8; w++) {
-                data.putLong(w * 8, w0 + w < words ? bits.word(w0 + w) : 0);
-            }
+            data.asLongBuffer().put(words);
             long offset = refcounts.allocate();
             file.write(offset, data);
             table.putLong(i * 8, offset);
