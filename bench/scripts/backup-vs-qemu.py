@@ -80,41 +80,51 @@ def run(*argv):
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def start_daemon(name, argv, nbd, options, work=None):
+    """Starts a daemon (argv: qemu-storage-daemon or strata daemon) with `options`, an NBD server
+    on the UNIX socket `nbd` and a QMP monitor; returns (process, Qmp, log file) once both sockets
+    exist."""
+    work = work or WORK
+    qmp_path = os.path.join(work, name + ".qmp")
+    for p in (qmp_path, nbd):
+        if os.path.exists(p):
+            os.remove(p)
+    log = open(os.path.join(work, name + ".log"), "w")
+    proc = subprocess.Popen(
+        argv
+        + ["--nbd-server", "addr.type=unix,addr.path=" + nbd]
+        # after the server: an --export needs it
+        + options
+        + [
+            "--chardev",
+            "socket,id=m,path=%s,server=on,wait=off" % qmp_path,
+            "--monitor",
+            "chardev=m",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    for _ in range(400):
+        if os.path.exists(qmp_path) and os.path.exists(nbd):
+            break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError(name + " did not start; see " + log.name)
+    return proc, Qmp(qmp_path), log
+
+
 class Side:
     def __init__(self, name, argv):
         self.name = name
         self.disk = os.path.join(WORK, name + ".qcow2")
         run("cp", "--sparse=always", os.path.join(WORK, "src.qcow2"), self.disk)
-        qmp_path = os.path.join(WORK, name + ".qmp")
         self.nbd = os.path.join(WORK, name + ".nbd")
-        for p in (qmp_path, self.nbd):
-            if os.path.exists(p):
-                os.remove(p)
-        self.log = open(os.path.join(WORK, name + ".log"), "w")
-        self.proc = subprocess.Popen(
-            argv
-            + [
-                "--blockdev",
-                "driver=qcow2,node-name=drive0,file.driver=file,file.filename=" + self.disk,
-                "--nbd-server",
-                "addr.type=unix,addr.path=" + self.nbd,
-                "--export",
-                "type=nbd,id=exp0,node-name=drive0,name=drive0,writable=on",
-                "--chardev",
-                "socket,id=m,path=%s,server=on,wait=off" % qmp_path,
-                "--monitor",
-                "chardev=m",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        for _ in range(200):
-            if os.path.exists(qmp_path) and os.path.exists(self.nbd):
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(name + " did not start; see " + self.log.name)
-        self.qmp = Qmp(qmp_path)
+        self.proc, self.qmp, self.log = start_daemon(name, argv, self.nbd, [
+            "--blockdev",
+            "driver=qcow2,node-name=drive0,file.driver=file,file.filename=" + self.disk,
+            "--export",
+            "type=nbd,id=exp0,node-name=drive0,name=drive0,writable=on",
+        ])
         self.jobs = 0
 
     def uri(self):

@@ -30,7 +30,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("backup_bench", os.path.join(HERE, "backup-vs-qemu.py"))
 backup_bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(backup_bench)
-Qmp = backup_bench.Qmp
 run = backup_bench.run
 
 REPS = int(os.environ.get("REPS", "7"))
@@ -51,32 +50,8 @@ class Side:
             if os.path.exists(d):
                 os.remove(d)
             run("qemu-img", "create", "-f", "qcow2", d, "%dG" % SIZE_GB)
-        qmp_path = os.path.join(WORK, name + ".qmp")
         self.nbd = os.path.join(WORK, name + ".nbd")
-        for p in (qmp_path, self.nbd):
-            if os.path.exists(p):
-                os.remove(p)
-        self.log = open(os.path.join(WORK, name + ".log"), "w")
-        self.proc = subprocess.Popen(
-            argv
-            + [
-                "--nbd-server",
-                "addr.type=unix,addr.path=" + self.nbd,
-                "--chardev",
-                "socket,id=m,path=%s,server=on,wait=off" % qmp_path,
-                "--monitor",
-                "chardev=m",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        for _ in range(400):
-            if os.path.exists(qmp_path) and os.path.exists(self.nbd):
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(name + " did not start; see " + self.log.name)
-        self.qmp = Qmp(qmp_path)
+        self.proc, self.qmp, self.log = backup_bench.start_daemon(name, argv, self.nbd, [], WORK)
 
     def add_node(self, name="drive0", disk=None):
         t = time.monotonic()
