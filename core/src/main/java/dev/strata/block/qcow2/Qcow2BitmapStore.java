@@ -194,7 +194,7 @@ final class Qcow2BitmapStore {
      * autoclear bit around the rewrite, and a crash in between loses every bitmap). Returns the
      * header, unchanged.
      */
-    Qcow2Header markInUse(Qcow2Header h, Refcounts refcounts) throws IOException {
+    Qcow2Header markInUse(Qcow2Header h) throws IOException {
         if (directory.stream().allMatch(Bitmap::inUse)) {
             return h;
         }
@@ -332,10 +332,15 @@ final class Qcow2BitmapStore {
         if (old != null && !directory.isEmpty()) {
             refcounts.free(old.directoryOffset(), old.directorySize());
         }
-        for (Bitmap b : dropped) {
-            freeBitmap(refcounts, b);
-        }
         directory = List.copyOf(entries);
+        for (Bitmap b : dropped) {
+            try {
+                freeBitmap(refcounts, b);
+            } catch (BlockException e) {
+                // a table that no longer reads right (an entry left in use by a crash may hold
+                // anything): its clusters stay leaked, as QEMU leaves them; the change is done
+            }
+        }
         return next;
     }
 

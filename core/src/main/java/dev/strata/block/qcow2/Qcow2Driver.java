@@ -349,7 +349,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
 
     @Override
     public void trackStoredBitmaps() throws IOException {
-        changeBitmaps(h -> bitmapStore.markInUse(h, refcounts));
+        changeBitmaps(bitmapStore::markInUse);
     }
 
     @Override
