@@ -216,6 +216,94 @@ class Qcow2PersistentBitmapsTest {
         }
     }
 
+    /**
+     * Hostile bitmaps: 400 seeded random damages to the bitmaps extension, the directory, the
+     * tables and the data of an image Strata stored. Each open either succeeds, with bitmaps that
+     * fit the disk, or fails with a BlockException; nothing else escapes (no out-of-bounds, no
+     * negative size, no out-of-memory).
+     */
+    @Test
+    void damagedBitmapsAreRefusedOrLoadedNeverCrash() throws Exception {
+        Path p = dir.resolve("d.qcow2");
+        Qcow2Create.create(
+                p, new Qcow2Create.Options(4 << 20, 512, null, null, Qcow2Create.Preallocation.OFF, false, "1.1"));
+        try (BlockGraph g = Drivers.newGraph();
+                BlockNode n = open(g, p, false)) {
+            n.bitmaps().add("b0", 4 << 20, 512, false, true);
+            n.bitmaps().add("b1", 4 << 20, 4096, true, true);
+            n.bitmaps().lookup("b1").setDirty(0, 1 << 20);
+            n.write(100_000, ByteBuffer.allocate(70_000));
+        }
+        byte[] image = Files.readAllBytes(p);
+        // where the bitmaps live: the header extension, the directory, the tables, the data
+        List<long[]> regions = new ArrayList<>();
+        Qcow2Header h = Qcow2Header.parse(ByteBuffer.wrap(image));
+        Qcow2Header.BitmapsExtension ext = h.bitmaps().orElseThrow();
+        regions.add(new long[] {ext.directoryOffset(), ext.directorySize()});
+        ByteBuffer img = ByteBuffer.wrap(image);
+        for (int e = 0; e < ext.directorySize(); ) {
+            long at = ext.directoryOffset() + e;
+            long table = img.getLong((int) at);
+            int entries = img.getInt((int) at + 8);
+            regions.add(new long[] {table, entries * 8L});
+            for (int i = 0; i < entries; i++) {
+                long data = img.getLong((int) table + 8 * i);
+                if (data != 0) {
+                    regions.add(new long[] {data, 512});
+                }
+            }
+            e += (int) ((24 + Short.toUnsignedInt(img.getShort((int) at + 18)) + 7) & ~7);
+        }
+        int extAt = indexOf(
+                image, ByteBuffer.allocate(4).putInt(0, Qcow2Header.EXT_BITMAPS).array());
+        regions.add(new long[] {extAt, 32});
+        Random rnd = new Random(8);
+        Path damaged = dir.resolve("damaged.qcow2");
+        int opened = 0;
+        for (int round = 0; round < 400; round++) {
+            byte[] copy = image.clone();
+            for (int k = 1 + rnd.nextInt(4); k > 0; k--) {
+                long[] r = regions.get(rnd.nextInt(regions.size()));
+                int at = (int) (r[0] + rnd.nextInt((int) r[1]));
+                copy[at] = switch (rnd.nextInt(4)) {
+                    case 0 -> (byte) 0xff;
+                    case 1 -> 0;
+                    case 2 -> (byte) (copy[at] ^ (1 << rnd.nextInt(8)));
+                    default -> (byte) rnd.nextInt(256);
+                };
+            }
+            Files.write(damaged, copy);
+            try (BlockGraph g = Drivers.newGraph();
+                    BlockNode n = open(g, damaged, true)) {
+                opened++;
+                for (DirtyBitmap b : n.bitmaps().all()) {
+                    assertThat(b.count())
+                            .isLessThanOrEqualTo(
+                                    ((4L << 20) + b.granularity() - 1) / b.granularity() * b.granularity());
+                }
+            } catch (BlockException refused) {
+                assertThat(refused.getMessage()).as("round %d", round).isNotBlank();
+            }
+        }
+        assertThat(opened)
+                .as("some damages still open (flags, bits)")
+                .isPositive()
+                .isLessThan(400);
+    }
+
+    private static int indexOf(byte[] haystack, byte[] needle) {
+        outer:
+        for (int i = 0; i + needle.length <= haystack.length; i++) {
+            for (int j = 0; j < needle.length; j++) {
+                if (haystack[i + j] != needle[j]) {
+                    continue outer;
+                }
+            }
+            return i;
+        }
+        throw new AssertionError("not found");
+    }
+
     // ---- helpers
 
     /** Dirty [offset, length] runs as QEMU reads the bitmap from the image. */
