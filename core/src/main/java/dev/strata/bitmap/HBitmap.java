@@ -107,27 +107,56 @@ public final class HBitmap {
     /**
      * ORs {@code n} words into the leaf words from {@code from} (bit i of {@code words[k]} is bit
      * {@code 64*(from+k)+i}), as {@link #set} would set their bits; bits past the end are ignored.
-     * A bitmap's deserialization: one atomic update per non-zero word.
+     * A bitmap's deserialization: a page lookup per page, an atomic update per non-zero word, and
+     * the levels above marked once per 64 words. Meant for the bitmap's owner before it is shared:
+     * iteration running meanwhile may miss the new words until the call returns.
      */
     public void orWords(long from, long[] words, int n) {
         PagedWords leaves = leaves();
         long last = size == 0 ? -1 : (size - 1) >>> SHIFT;
+        long added = 0;
+        long[] page = null;
+        long pageIndex = -1;
+        long group = -1;
+        long groupBits = 0;
         for (int k = 0; k < n && from + k <= last; k++) {
+            long index = from + k;
             long w = words[k];
-            if (from + k == last && (size & (BITS - 1)) != 0) {
+            if (index == last && (size & (BITS - 1)) != 0) {
                 w &= (1L << size) - 1;
             }
             if (w == 0) {
                 continue;
             }
-            long old = leaves.getAndOr(from + k, w);
-            long added = Long.bitCount(w & ~old);
-            if (added != 0) {
-                count.addAndGet(added);
+            if (index >>> PagedWords.PAGE_SHIFT != pageIndex) {
+                pageIndex = index >>> PagedWords.PAGE_SHIFT;
+                page = leaves.pageForWrite(index);
             }
+            long old = (long) PagedWords.WORD.getAndBitwiseOr(page, (int) (index & PagedWords.PAGE_MASK), w);
+            added += Long.bitCount(w & ~old);
             if (old == 0) {
-                markSummary(from + k);
+                if (index >>> SHIFT != group) {
+                    markSummaryGroup(group, groupBits);
+                    group = index >>> SHIFT;
+                    groupBits = 0;
+                }
+                groupBits |= 1L << index;
             }
+        }
+        markSummaryGroup(group, groupBits);
+        if (added != 0) {
+            count.addAndGet(added);
+        }
+    }
+
+    /** Marks the leaf words {@code 64*group + i} for each bit i of {@code bits} non-empty in the levels above. */
+    private void markSummaryGroup(long group, long bits) {
+        if (bits == 0 || levels.length < 2) {
+            return;
+        }
+        long old = levels[levels.length - 2].getAndOr(group, bits);
+        if (old == 0) {
+            markSummaryFrom(levels.length - 3, group);
         }
     }
 
@@ -292,8 +321,12 @@ public final class HBitmap {
     }
 
     private void markSummary(long leafWord) {
-        long index = leafWord;
-        for (int l = levels.length - 2; l >= 0; l--) {
+        markSummaryFrom(levels.length - 2, leafWord);
+    }
+
+    /** Sets, from level {@code level} up, the bit saying that word {@code index} of the level below is non-empty. */
+    private void markSummaryFrom(int level, long index) {
+        for (int l = level; l >= 0; l--) {
             long old = levels[l].getAndOr(index >>> SHIFT, 1L << index);
             if (old != 0) {
                 return; // the levels above already know this word is non-empty

@@ -18,12 +18,12 @@ import java.util.concurrent.atomic.AtomicLong;
 final class PagedWords {
     static final int PAGE_SHIFT = 9;
     static final int PAGE_WORDS = 1 << PAGE_SHIFT;
-    private static final int PAGE_MASK = PAGE_WORDS - 1;
+    static final int PAGE_MASK = PAGE_WORDS - 1;
     static final int DIR_SHIFT = 10;
     static final int DIR_SLOTS = 1 << DIR_SHIFT;
     private static final int DIR_MASK = DIR_SLOTS - 1;
 
-    private static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
+    static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
     private static final VarHandle SLOT = MethodHandles.arrayElementVarHandle(Object[].class);
 
     /** Rough sizes of allocated arrays (header + elements, compressed references). */
@@ -84,7 +84,8 @@ final class PagedWords {
         return (long[]) node;
     }
 
-    private long[] pageForWrite(long index) {
+    /** The page holding word {@code index}, allocated if missing (for bulk updates a page at a time). */
+    long[] pageForWrite(long index) {
         long page = index >>> PAGE_SHIFT;
         Object node = top;
         for (int level = height - 1; level >= 0; level--) {

@@ -207,8 +207,10 @@ public final class DirtyBitmaps {
 
     /**
      * What an image stores at close: each persistent bitmap that is neither inconsistent nor
-     * read-only, newest first, with a copy of its bits (a frozen bitmap's successor merged in, so a
-     * write during a job still running is not lost) and recording as it records now.
+     * read-only, newest first, recording as it records now, with its bits: the bitmap's own (the
+     * caller stores them while no write can reach the node: close has drained it), or for a frozen
+     * bitmap a copy with its successor merged in, so that a write during a job still running is
+     * not lost.
      */
     public List<StoredBitmap> toStore() {
         lock.lock();
@@ -218,9 +220,10 @@ public final class DirtyBitmaps {
                 if (b.name() == null || !b.persistent() || b.inconsistent() || b.readOnly()) {
                     continue;
                 }
-                HBitmap bits = b.snapshotBits();
                 DirtyBitmap s = b.successor();
+                HBitmap bits = b.bits();
                 if (s != null) {
+                    bits = b.snapshotBits();
                     bits.merge(s.bits());
                 }
                 out.add(new StoredBitmap(b.name(), b.granularity(), b.recording(), false, bits));
