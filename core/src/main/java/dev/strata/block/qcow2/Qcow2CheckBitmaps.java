@@ -11,13 +11,15 @@ import java.util.Optional;
 import java.util.Set;
 
 /**
- * The persistent bitmaps' clusters as the check counts them: the bitmap directory, each bitmap
- * table and each data cluster a table entry points to.
+ * The persistent bitmaps' structures with QEMU's rules: the bitmaps extension, the directory and
+ * the tables, read and checked for the check (which counts the directory, each table and each
+ * data cluster a table entry points to) and for the driver's open ({@link #readDirectory},
+ * {@link #readTable}, then {@link Qcow2BitmapStore}).
  *
  * <p>QEMU 7.2 loads every bitmap when it opens the image, so a directory or a bitmap table that
  * breaks its rules makes the image fail to open, with QEMU's message; {@link #loadDirectory} does
- * the same. A bitmap table is held
- * whole only while it is checked: the directory's checks bound it to 1 Mi entries (8 MiB).
+ * the same for the check. A bitmap table is held whole only while it is read: the directory's
+ * checks bound it to 1 Mi entries (8 MiB).
  */
 final class Qcow2CheckBitmaps {
     static final long MAX_TABLE_ENTRIES = 0x800_0000L;
@@ -86,10 +88,10 @@ final class Qcow2CheckBitmaps {
     }
 
     /**
-     * The bitmaps an image lists, as a driver opening it reads them for qemu-img info's "bitmaps":
-     * none in a version 2 image or when the bitmaps autoclear bit is clear (QEMU then ignores the
-     * extension); the extension and the directory are checked as QEMU's open checks them (its
-     * messages, without the "Could not open" the caller adds), the bitmap tables are not read.
+     * The bitmap directory as the driver's open reads it ({@link Qcow2BitmapStore} then reads the
+     * tables and data): none in a version 2 image or when the bitmaps autoclear bit is clear (QEMU
+     * then ignores the extension); the extension and the directory are checked as QEMU's open
+     * checks them (its messages, without the "Could not open" the caller adds).
      */
     static List<Bitmap> readDirectory(ImageFile file, Qcow2Header h) throws IOException {
         Optional<Qcow2Header.BitmapsExtension> found = h.bitmaps();
