@@ -1,5 +1,6 @@
 package dev.strata.demo;
 
+import dev.strata.block.qcow2.Qcow2Create;
 import dev.strata.daemon.Daemon;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -14,7 +15,8 @@ import java.util.Random;
 /**
  * The daemon's part of the JVM's ahead-of-time training run ({@code strata aot-train}): a daemon
  * on a qcow2 image, and a QMP client (the demo's, with nothing shown) that adds a bitmap, writes as
- * a guest, queries, takes a full backup and a series of small incremental ones, and quits, so that
+ * a guest, queries, takes a full backup and a series of small incremental ones, stores and loads a
+ * persistent bitmap a few times, and quits, so that
  * {@code ./strata daemon} starts with these classes already loaded and linked and with the JIT's
  * profiles of them. A step that fails fails the run.
  */
@@ -32,6 +34,9 @@ public final class DaemonTraining {
 
     private static final long JOB_TIMEOUT_MS = 60_000;
 
+    /** Store-and-load rounds of a persistent bitmap in the training run. */
+    private static final int PERSISTENT_CYCLES = 16;
+
     public static void run(Path dir, String qcow2Image) throws Exception {
         Path socket = dir.resolve("qmp.sock");
         List<Daemon.StartupOption> options = List.of(
@@ -47,6 +52,7 @@ public final class DaemonTraining {
             q.ok("query-named-block-nodes", null);
             q.ok("x-debug-block-dirty-bitmap-sha256", Map.of("node", "drive0", "name", "b"));
             backups(dir, q);
+            persistentBitmaps(dir, q);
             q.ok("quit", null);
         }
     }
@@ -67,6 +73,26 @@ public final class DaemonTraining {
             backup(q, "inc" + i, dir.resolve("inc.qcow2"), Map.of("sync", "incremental", "bitmap", "i"));
             q.ok("block-dirty-bitmap-remove", Map.of("node", "drive0", "name", "i"));
         }
+    }
+
+    /**
+     * A node with a persistent bitmap deleted and added again, each time storing the bitmap and
+     * loading it: a fresh daemon's first blockdev-add of such an image would otherwise run that
+     * code interpreted (several times QEMU's time).
+     */
+    private static void persistentBitmaps(Path dir, DemoQmp q) throws IOException {
+        Path image = dir.resolve("persistent.qcow2");
+        Qcow2Create.create(image, Qcow2Create.Options.of((long) TRAINING_CLUSTERS << 16));
+        Map<String, Object> node = Map.of(
+                "driver", "qcow2", "node-name", "p", "file", Map.of("driver", "file", "filename", image.toString()));
+        q.ok("blockdev-add", node);
+        q.ok("block-dirty-bitmap-add", Map.of("node", "p", "name", "pb", "persistent", true));
+        for (int i = 0; i < PERSISTENT_CYCLES; i++) {
+            q.ok("human-monitor-command", Map.of("command-line", "qemu-io p \"write " + (i << 16) + " 4k\""));
+            q.ok("blockdev-del", Map.of("node-name", "p"));
+            q.ok("blockdev-add", node);
+        }
+        q.ok("blockdev-del", Map.of("node-name", "p"));
     }
 
     private static void guestWrite(DemoQmp q, long offset) throws IOException {
