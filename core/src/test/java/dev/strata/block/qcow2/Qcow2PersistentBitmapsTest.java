@@ -304,6 +304,61 @@ class Qcow2PersistentBitmapsTest {
         throw new AssertionError("not found");
     }
 
+    /**
+     * A store that fails (the disk full at close) loses the bitmaps, as in QEMU, but not the
+     * close: a warning names the node, and the image keeps them marked in use (inconsistent).
+     */
+    @Test
+    void aStoreThatFailsIsReportedAndLeavesTheBitmapsInUse() throws Exception {
+        Path p = dir.resolve("f.qcow2");
+        Qcow2Create.create(p, Qcow2Create.Options.of(4 << 20));
+        byte[] image = Files.readAllBytes(p);
+        dev.strata.testing.FaultyDisk disk = new dev.strata.testing.FaultyDisk(8 << 20);
+        var logger = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(BlockNode.class);
+        var warnings = new ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent>();
+        warnings.start();
+        logger.addAppender(warnings);
+        try (BlockGraph g = Drivers.newGraph()) {
+            g.register("faulty", (o, ctx) -> disk);
+            BlockNode file = g.add(dev.strata.block.BlockOptions.empty()
+                    .put("driver", "faulty")
+                    .put("node-name", "f"));
+            file.write(0, ByteBuffer.wrap(image));
+            BlockNode q = g.add(dev.strata.block.BlockOptions.empty()
+                    .put("driver", "qcow2")
+                    .put("node-name", "q")
+                    .put("file", "f"));
+            q.bitmaps().add("b", 4 << 20, 65536, false, true);
+            q.close();
+            // stored once: the image lists b; now open it again (marked in use), fill the disk, close
+            q = g.add(dev.strata.block.BlockOptions.empty()
+                    .put("driver", "qcow2")
+                    .put("node-name", "q2")
+                    .put("file", "f"));
+            assertThat(q.bitmaps().lookup("b").inconsistent()).isFalse();
+            q.write(0, ByteBuffer.allocate(512));
+            disk.failWrites(28);
+            q.close();
+            assertThat(warnings.list)
+                    .singleElement()
+                    .satisfies(
+                            e -> assertThat(e.getFormattedMessage())
+                                    .isEqualTo(
+                                            "Lost persistent bitmaps during inactivation of node 'q2': No space left on device"));
+            disk.failWrites(0);
+            q = g.add(dev.strata.block.BlockOptions.empty()
+                    .put("driver", "qcow2")
+                    .put("node-name", "q3")
+                    .put("read-only", true)
+                    .put("file", "f"));
+            assertThat(q.bitmaps().lookup("b").inconsistent())
+                    .as("left in use by the failed store")
+                    .isTrue();
+        } finally {
+            logger.detachAppender(warnings);
+        }
+    }
+
     // ---- helpers
 
     /** Dirty [offset, length] runs as QEMU reads the bitmap from the image. */
