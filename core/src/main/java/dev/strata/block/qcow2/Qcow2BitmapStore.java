@@ -47,6 +47,16 @@ final class Qcow2BitmapStore {
         this.directory = List.copyOf(directory);
     }
 
+    /**
+     * One cluster of bitmap data as bytes (little-endian words, as the image stores them) and as
+     * words, shared by every bitmap of one load or store instead of allocated for each.
+     */
+    private record Scratch(ByteBuffer cluster, long[] words) {
+        Scratch(int clusterSize) {
+            this(ByteBuffer.allocate(clusterSize).order(ByteOrder.LITTLE_ENDIAN), new long[clusterSize / 8]);
+        }
+    }
+
     /** The bitmaps the image lists now, flags as on disk (qemu-img info's list). */
     List<Bitmap> directory() {
         return directory;
@@ -89,6 +99,7 @@ final class Qcow2BitmapStore {
                     BlockException.ENOMEM);
         }
         List<StoredBitmap> out = new ArrayList<>();
+        Scratch scratch = null;
         java.util.Set<String> names = new java.util.HashSet<>();
         for (int i = 0; i < directory.size(); i++) {
             Bitmap bm = directory.get(i);
@@ -99,7 +110,10 @@ final class Qcow2BitmapStore {
             long chunks = (virtualSize + granularity - 1) >>> bm.granularityBits();
             HBitmap bits = new HBitmap(chunks);
             if (!bm.inUse()) {
-                readBits(bm, tables.get(i), bits);
+                if (scratch == null) {
+                    scratch = new Scratch(clusterSize);
+                }
+                readBits(bm, tables.get(i), bits, scratch);
             }
             out.add(new StoredBitmap(bm.name(), granularity, bm.auto(), bm.inUse(), bits));
         }
@@ -107,10 +121,10 @@ final class Qcow2BitmapStore {
     }
 
     /** Fills {@code bits} from the data clusters the table points to; bits past the disk's end are ignored. */
-    private void readBits(Bitmap bm, long[] table, HBitmap bits) throws IOException {
+    private void readBits(Bitmap bm, long[] table, HBitmap bits, Scratch scratch) throws IOException {
         long bitsPerCluster = clusterSize * 8L;
-        ByteBuffer buf = ByteBuffer.allocate(clusterSize).order(ByteOrder.LITTLE_ENDIAN);
-        long[] words = new long[clusterSize / 8];
+        ByteBuffer buf = scratch.cluster;
+        long[] words = scratch.words;
         for (int i = 0; i < table.length; i++) {
             long first = i * bitsPerCluster;
             if (first >= bits.size()) {
@@ -251,6 +265,7 @@ final class Qcow2BitmapStore {
         for (StoredBitmap b : bitmaps) {
             byName.put(b.name(), b);
         }
+        Scratch scratch = new Scratch(clusterSize);
         List<Bitmap> next = new ArrayList<>();
         List<Bitmap> replaced = new ArrayList<>();
         List<String> placed = new ArrayList<>();
@@ -259,14 +274,14 @@ final class Qcow2BitmapStore {
             if (b == null) {
                 next.add(old);
             } else {
-                next.add(writeBitmap(refcounts, b));
+                next.add(writeBitmap(refcounts, b, scratch));
                 replaced.add(old);
                 placed.add(b.name());
             }
         }
         for (StoredBitmap b : bitmaps) {
             if (!placed.contains(b.name())) {
-                next.add(writeBitmap(refcounts, b));
+                next.add(writeBitmap(refcounts, b, scratch));
             }
         }
         return switchDirectory(h, refcounts, next, replaced);
@@ -276,15 +291,15 @@ final class Qcow2BitmapStore {
      * Writes one bitmap's data clusters (only those holding a set bit; the others stay entry 0,
      * read as zeros) and its table; returns its directory entry.
      */
-    private Bitmap writeBitmap(Refcounts refcounts, StoredBitmap b) throws IOException {
+    private Bitmap writeBitmap(Refcounts refcounts, StoredBitmap b, Scratch scratch) throws IOException {
         HBitmap bits = b.bits();
         int granularityBits = Long.numberOfTrailingZeros(b.granularity());
         long chunks = bits.size();
         long virtualSize = chunks << granularityBits;
         int tableSize = (int) Qcow2CheckBitmaps.expectedTableSize(virtualSize, clusterSize, granularityBits);
         long bitsPerCluster = clusterSize * 8L;
-        ByteBuffer data = ByteBuffer.allocate(clusterSize).order(ByteOrder.LITTLE_ENDIAN);
-        long[] words = new long[clusterSize / 8];
+        ByteBuffer data = scratch.cluster;
+        long[] words = scratch.words;
         ByteBuffer table = ByteBuffer.allocate(Math.max(8, tableSize * 8));
         for (int i = 0; i < tableSize; i++) {
             long first = i * bitsPerCluster;

@@ -236,7 +236,7 @@ final class Qcow2CheckBitmaps {
      */
     static long[] readTable(Qcow2Header.Source file, Bitmap bm, int clusterSize, String prefix) throws IOException {
         long[] table = new long[(int) bm.tableSize()];
-        ByteBuffer buf = ByteBuffer.allocate(clusterSize);
+        ByteBuffer buf = ByteBuffer.allocate((int) Math.min(clusterSize, bm.tableSize() * 8));
         for (int i = 0; i < table.length; ) {
             int n = Math.min(buf.capacity() / 8, table.length - i);
             buf.clear().limit(n * 8);
