@@ -1,6 +1,7 @@
 package dev.strata.block;
 
 import dev.strata.block.dirty.BitmapException;
+import dev.strata.block.dirty.DirtyBitmap;
 import dev.strata.block.dirty.DirtyBitmaps;
 import dev.strata.block.dirty.StoredBitmap;
 import java.io.IOException;
@@ -167,10 +168,34 @@ public final class BlockNode implements AutoCloseable {
     }
 
     /**
+     * block-dirty-bitmap-add on this node (QMP, qemu-img bitmap --add, convert --bitmaps), QEMU's
+     * checks in its order after the caller's node lookup: the name, the granularity (the node's
+     * default when null), the persistence checks, then the node's length and the bitmap rules.
+     */
+    public DirtyBitmap addBitmap(String name, Long granularity, boolean disabled, boolean persistent)
+            throws BitmapException {
+        if (name.isEmpty()) {
+            throw new BitmapException("Bitmap name cannot be empty");
+        }
+        long g = granularity != null ? granularity : DirtyBitmaps.defaultGranularity(clusterSize());
+        DirtyBitmaps.checkGranularity(g);
+        if (persistent) {
+            checkStorableBitmap(name, g);
+        }
+        long length;
+        try {
+            length = length();
+        } catch (IOException e) {
+            throw new BitmapException("could not get length of device: " + e.getMessage());
+        }
+        return bitmaps.add(name, length, g, disabled, persistent);
+    }
+
+    /**
      * QEMU's checks of a new persistent bitmap on this node, in its order and words: a format that
      * stores none refuses outright, then a name in use, then the format's own checks.
      */
-    public void checkStorableBitmap(String name, long granularity) throws BitmapException {
+    private void checkStorableBitmap(String name, long granularity) throws BitmapException {
         if (!driver.storesBitmaps()) {
             throw new BitmapException("Can't store persistent bitmaps to " + nodeName + ": Operation not supported");
         }

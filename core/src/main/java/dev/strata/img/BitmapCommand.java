@@ -142,15 +142,7 @@ final class BitmapCommand extends ImgSubcommand {
             throws Exception {
         DirtyBitmaps bitmaps = node.bitmaps();
         switch (a.op()) {
-            case "add" -> {
-                if (name.isEmpty()) {
-                    throw new BitmapException("Bitmap name cannot be empty");
-                }
-                long g = granularity != 0 ? granularity : DirtyBitmaps.defaultGranularity(node.clusterSize());
-                DirtyBitmaps.checkGranularity(g);
-                node.checkStorableBitmap(name, g);
-                bitmaps.add(name, node.length(), g, false, true);
-            }
+            case "add" -> node.addBitmap(name, granularity != 0 ? granularity : null, false, true);
             case "remove" -> bitmaps.remove(name, node.storedCopies());
             case "clear" -> bitmaps.clear(name);
             case "enable" -> bitmaps.enable(name);

@@ -3,7 +3,6 @@ package dev.strata.img;
 import dev.strata.block.BlockNode;
 import dev.strata.block.dirty.BitmapException;
 import dev.strata.block.dirty.DirtyBitmap;
-import java.io.IOException;
 import java.io.PrintWriter;
 import java.util.List;
 
@@ -30,7 +29,7 @@ final class BitmapCopy {
     }
 
     /** Copies every persistent bitmap of {@code src} into {@code dst}, in the source's order. */
-    static void copy(BlockNode src, BlockNode dst, boolean skipBroken, PrintWriter err) throws ImgFailure, IOException {
+    static void copy(BlockNode src, BlockNode dst, boolean skipBroken, PrintWriter err) throws ImgFailure {
         for (DirtyBitmap b : List.copyOf(src.bitmaps().all())) {
             if (!b.persistent() || b.name() == null) {
                 continue;
@@ -41,8 +40,7 @@ final class BitmapCopy {
             }
             DirtyBitmap copy;
             try {
-                dst.checkStorableBitmap(b.name(), b.granularity());
-                copy = dst.bitmaps().add(b.name(), dst.length(), b.granularity(), !b.enabled(), true);
+                copy = dst.addBitmap(b.name(), b.granularity(), !b.enabled(), true);
             } catch (BitmapException e) {
                 throw new ImgFailure("Failed to create bitmap " + b.name() + ": " + e.getMessage());
             }

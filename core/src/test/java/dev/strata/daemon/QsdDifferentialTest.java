@@ -279,6 +279,34 @@ class QsdDifferentialTest extends QsdSandboxes {
         };
     }
 
+    /** Strata's daemon with these --blockdev options, then {@code extra}, and a QMP socket at DIR/qmp.sock. */
+    static Daemon startStrata(List<String> blockdevs, Path dir, Daemon.StartupOption... extra) throws Exception {
+        List<Daemon.StartupOption> opts = new ArrayList<>();
+        for (String b : blockdevs) {
+            opts.add(new Daemon.Blockdev(b));
+        }
+        opts.addAll(List.of(extra));
+        opts.add(new Daemon.QmpSocket("unix:" + dir.resolve("qmp.sock") + ",server=on,wait=off"));
+        return Daemon.start(opts, "differential");
+    }
+
+    /**
+     * Runs {@code steps} against both daemons (their QMP sockets at DIR/qmp.sock), guest writes
+     * going through {@code qemu} on qemu-storage-daemon's side and through qemu-io over HMP on
+     * Strata's; both quit at the end, and no response may differ but the marked ones.
+     */
+    static void runAndQuit(List<Step> steps, Path qemuDir, Side qemu, Path strataDir) throws Exception {
+        Outcome outcome;
+        try (QmpClient q = QmpClient.connect(qemuDir.resolve("qmp.sock"));
+                QmpClient s = QmpClient.connect(strataDir.resolve("qmp.sock"))) {
+            outcome = run(steps, q, qemu, s, hmpSide(strataDir));
+            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
+            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
+        }
+        System.out.println("Known differences:\n" + outcome.known());
+        assertThat(outcome.mismatches()).as("responses that differ").isEmpty();
+    }
+
     /** Strata's side: guest writes through human-monitor-command qemu-io. */
     static Side hmpSide(Path dir) {
         return new Side() {

@@ -2,15 +2,11 @@ package dev.strata.daemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.strata.daemon.QsdDifferentialTest.Outcome;
-import dev.strata.daemon.QsdDifferentialTest.Side;
-import dev.strata.qmp.QmpClient;
 import dev.strata.testing.Interop;
 import java.io.RandomAccessFile;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
@@ -84,25 +80,9 @@ class QsdPersistentBitmapsTest extends QsdSandboxes {
         cmd.addAll(List.of("--nbd-server", "addr.type=unix,addr.path=" + nbdSocket));
         qsd = QsdDifferentialTest.startQsd(cmd, qemuDir);
 
-        Path strataSocket = strataDir.resolve("qmp.sock");
-        List<Daemon.StartupOption> opts = new ArrayList<>();
-        for (String b : blockdevs(strataDir)) {
-            opts.add(new Daemon.Blockdev(b));
-        }
-        opts.add(new Daemon.QmpSocket("unix:" + strataSocket + ",server=on,wait=off"));
-        strata = Daemon.start(opts, "differential");
-
-        Side qemu = QsdDifferentialTest.exportingSide(qemuDir, nbdSocket);
-
-        Outcome outcome;
-        try (QmpClient q = QmpClient.connect(qemuDir.resolve("qmp.sock"));
-                QmpClient s = QmpClient.connect(strataSocket)) {
-            outcome = QsdDifferentialTest.run(steps, q, qemu, s, QsdDifferentialTest.hmpSide(strataDir));
-            assertThat(q.ok("quit", null)).isEqualTo(Map.of());
-            assertThat(s.ok("quit", null)).isEqualTo(Map.of());
-        }
-        System.out.println("Known differences:\n" + outcome.known());
-        assertThat(outcome.mismatches()).as("responses that differ").isEmpty();
+        strata = QsdDifferentialTest.startStrata(blockdevs(strataDir), strataDir);
+        QsdDifferentialTest.runAndQuit(
+                steps, qemuDir, QsdDifferentialTest.exportingSide(qemuDir, nbdSocket), strataDir);
         assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
         strata.shutdown();
 

@@ -66,14 +66,7 @@ class ConvertBitmapsTest {
         if (qr.exit() == 0 && out.endsWith(".qcow2")) {
             String info = info("s-" + out);
             assertThat(info).as("target of %s", what).isEqualTo(info("q-" + out));
-            for (String line : info.split("\n")) {
-                if (line.strip().startsWith("name: ")) {
-                    String bitmap = line.strip().substring("name: ".length());
-                    assertThat(Interop.qemuBitmapMap(dir.resolve("s-" + out), bitmap))
-                            .as("QEMU's reading of %s after %s", bitmap, what)
-                            .isEqualTo(Interop.qemuBitmapMap(dir.resolve("q-" + out), bitmap));
-                }
-            }
+            ImgTool.assertBitmapsReadAlike(info, dir.resolve("s-" + out), dir.resolve("q-" + out), what);
             assertThat(qemu("check", p("s-" + out)).exit()).isZero();
         }
     }

@@ -1,5 +1,7 @@
 package dev.strata.img;
 
+import static org.assertj.core.api.Assertions.assertThat;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.strata.Main;
@@ -7,6 +9,7 @@ import dev.strata.testing.Interop;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -66,5 +69,20 @@ final class ImgTool {
             out.add(it.next());
         }
         return out;
+    }
+
+    /**
+     * Every bitmap qemu-img info lists in {@code info} (of {@code mine}) reads the same to QEMU
+     * (qemu-nbd, nbdinfo) from {@code mine} as from {@code theirs}.
+     */
+    static void assertBitmapsReadAlike(String info, Path mine, Path theirs, String what) throws Exception {
+        for (String line : info.split("\n")) {
+            if (line.strip().startsWith("name: ")) {
+                String bitmap = line.strip().substring("name: ".length());
+                assertThat(Interop.qemuBitmapMap(mine, bitmap))
+                        .as("QEMU's reading of %s after %s", bitmap, what)
+                        .isEqualTo(Interop.qemuBitmapMap(theirs, bitmap));
+            }
+        }
     }
 }

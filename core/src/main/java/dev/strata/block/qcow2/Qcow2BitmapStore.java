@@ -10,8 +10,10 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * The persistent bitmaps of a qcow2 image (the spec's "Bitmaps"), kept as QEMU keeps them: loaded
@@ -29,11 +31,6 @@ import java.util.Map;
  * open, before anyone else has the driver). {@link #directory()} may be read from any thread.
  */
 final class Qcow2BitmapStore {
-    private static final int DIR_ENTRY_BYTES = 24;
-    private static final int TYPE_DIRTY_TRACKING = 1;
-    private static final int FLAG_IN_USE = 1;
-    private static final int FLAG_AUTO = 2;
-
     // set at open, never changed
     private final ImageFile file;
     private final int clusterSize;
@@ -100,7 +97,7 @@ final class Qcow2BitmapStore {
         }
         List<StoredBitmap> out = new ArrayList<>();
         Scratch scratch = null;
-        java.util.Set<String> names = new java.util.HashSet<>();
+        Set<String> names = new HashSet<>();
         for (int i = 0; i < directory.size(); i++) {
             Bitmap bm = directory.get(i);
             if (!names.add(bm.name())) {
@@ -179,9 +176,9 @@ final class Qcow2BitmapStore {
                     BlockException.EINVAL);
         }
         long count = persistentNames.size() + 1L;
-        long dirSize = entrySize(name);
+        long dirSize = Qcow2CheckBitmaps.entrySize(name);
         for (String n : persistentNames) {
-            dirSize += entrySize(n);
+            dirSize += Qcow2CheckBitmaps.entrySize(n);
         }
         if (count > Qcow2CheckImage.MAX_BITMAPS) {
             throw new BlockException("Maximum number of persistent bitmaps is already reached", BlockException.EINVAL);
@@ -189,10 +186,6 @@ final class Qcow2BitmapStore {
         if (dirSize > Qcow2CheckImage.MAX_BITMAP_DIRECTORY_SIZE) {
             throw new BlockException("Not enough space in the bitmap directory", BlockException.EINVAL);
         }
-    }
-
-    private static long entrySize(String name) {
-        return (DIR_ENTRY_BYTES + name.getBytes(StandardCharsets.UTF_8).length + 7) & ~7L;
     }
 
     // ---------------------------------------------------------------------------------------
@@ -216,7 +209,7 @@ final class Qcow2BitmapStore {
         for (Bitmap b : directory) {
             marked.add(new Bitmap(b.name(), b.tableOffset(), b.tableSize(), b.granularityBits(), true, b.auto()));
         }
-        byte[] dir = encode(marked);
+        byte[] dir = Qcow2CheckBitmaps.encodeDirectory(marked);
         file.write(h.bitmaps().orElseThrow().directoryOffset(), dir, 0, dir.length);
         file.flush();
         directory = List.copyOf(marked);
@@ -268,19 +261,19 @@ final class Qcow2BitmapStore {
         Scratch scratch = new Scratch(clusterSize);
         List<Bitmap> next = new ArrayList<>();
         List<Bitmap> replaced = new ArrayList<>();
-        List<String> placed = new ArrayList<>();
+        Set<String> listed = new HashSet<>();
         for (Bitmap old : directory) {
+            listed.add(old.name());
             StoredBitmap b = byName.get(old.name());
             if (b == null) {
                 next.add(old);
             } else {
                 next.add(writeBitmap(refcounts, b, scratch));
                 replaced.add(old);
-                placed.add(b.name());
             }
         }
         for (StoredBitmap b : bitmaps) {
-            if (!placed.contains(b.name())) {
+            if (!listed.contains(b.name())) {
                 next.add(writeBitmap(refcounts, b, scratch));
             }
         }
@@ -333,7 +326,7 @@ final class Qcow2BitmapStore {
             throws IOException {
         Qcow2Header.BitmapsExtension ext = null;
         if (!entries.isEmpty()) {
-            byte[] dir = encode(entries);
+            byte[] dir = Qcow2CheckBitmaps.encodeDirectory(entries);
             long offset = refcounts.allocateContiguous((dir.length + clusterSize - 1) / clusterSize);
             file.write(offset, dir, 0, dir.length);
             ext = new Qcow2Header.BitmapsExtension(entries.size(), 0, dir.length, offset);
@@ -367,28 +360,5 @@ final class Qcow2BitmapStore {
             }
         }
         refcounts.free(b.tableOffset(), b.tableSize() * 8);
-    }
-
-    /** The directory's bytes: each entry's fixed part, then its name, padded to 8 bytes. */
-    private static byte[] encode(List<Bitmap> entries) {
-        int size = 0;
-        for (Bitmap b : entries) {
-            size += (int) entrySize(b.name());
-        }
-        ByteBuffer dir = ByteBuffer.allocate(size);
-        for (Bitmap b : entries) {
-            byte[] name = b.name().getBytes(StandardCharsets.UTF_8);
-            int at = dir.position();
-            dir.putLong(b.tableOffset())
-                    .putInt((int) b.tableSize())
-                    .putInt((b.inUse() ? FLAG_IN_USE : 0) | (b.auto() ? FLAG_AUTO : 0))
-                    .put((byte) TYPE_DIRTY_TRACKING)
-                    .put((byte) b.granularityBits())
-                    .putShort((short) name.length)
-                    .putInt(0)
-                    .put(name);
-            dir.position(at + (int) entrySize(b.name()));
-        }
-        return dir.array();
     }
 }

@@ -32,6 +32,7 @@ final class Qcow2CheckBitmaps {
     static final long ENTRY_OFFSET_MASK = 0x00ff_ffff_ffff_fe00L;
     static final long ENTRY_ALL_ONES = 1L;
     private static final int DIR_ENTRY_BYTES = 24;
+    private static final int TYPE_DIRTY_TRACKING = 1;
 
     /**
      * One bitmap directory entry: where its table is, how many entries it has, and its flags
@@ -166,7 +167,7 @@ final class Qcow2CheckBitmaps {
             int granularityBits = b.get(e + 17) & 0xff;
             int nameSize = Short.toUnsignedInt(b.getShort(e + 18));
             long extraSize = Integer.toUnsignedLong(b.getInt(e + 20));
-            long entryBytes = (DIR_ENTRY_BYTES + nameSize + extraSize + 7) & ~7L;
+            long entryBytes = entrySize(nameSize + extraSize);
             if (e + entryBytes > dir.length) {
                 throw new BlockException(broken, BlockException.EINVAL);
             }
@@ -185,7 +186,7 @@ final class Qcow2CheckBitmaps {
                     || granularityBits < MIN_GRANULARITY_BITS
                     || (flags & RESERVED_FLAGS) != 0
                     || nameSize > MAX_NAME
-                    || type != 1
+                    || type != TYPE_DIRTY_TRACKING
                     || phys > MAX_PHYS_BYTES
                     || Long.compareUnsigned(virtualSize / 512 * 512, coverable) > 0;
             if (bad) {
@@ -206,6 +207,39 @@ final class Qcow2CheckBitmaps {
                     prefix + "Less bitmaps found than specified in header extension", BlockException.EINVAL);
         }
         return List.copyOf(out);
+    }
+
+    /** Bytes of a directory entry whose name (and extra data) take {@code variableBytes}: padded to 8. */
+    static long entrySize(long variableBytes) {
+        return (DIR_ENTRY_BYTES + variableBytes + 7) & ~7L;
+    }
+
+    /** A directory entry's size for a bitmap of this name, with no extra data (as Strata writes them). */
+    static long entrySize(String name) {
+        return entrySize(name.getBytes(StandardCharsets.UTF_8).length);
+    }
+
+    /** The directory's bytes, as {@link #parseDirectory} reads them: each entry's fixed part, its name, padding. */
+    static byte[] encodeDirectory(List<Bitmap> entries) {
+        int size = 0;
+        for (Bitmap b : entries) {
+            size += (int) entrySize(b.name());
+        }
+        ByteBuffer dir = ByteBuffer.allocate(size);
+        for (Bitmap b : entries) {
+            byte[] name = b.name().getBytes(StandardCharsets.UTF_8);
+            int at = dir.position();
+            dir.putLong(b.tableOffset())
+                    .putInt((int) b.tableSize())
+                    .putInt((int) ((b.inUse() ? FLAG_IN_USE : 0) | (b.auto() ? FLAG_AUTO : 0)))
+                    .put((byte) TYPE_DIRTY_TRACKING)
+                    .put((byte) b.granularityBits())
+                    .putShort((short) name.length)
+                    .putInt(0)
+                    .put(name);
+            dir.position(at + (int) entrySize(name.length));
+        }
+        return dir.array();
     }
 
     /**

@@ -258,15 +258,14 @@ final class Qcow2CheckOpen {
         if (ext.length() != 24) {
             throw new BlockException(prefix + "bitmaps_ext: Invalid extension length", BlockException.EINVAL);
         }
-        if ((img.header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0) {
+        if (Qcow2CheckBitmaps.staleExtension(img.header)) {
             img.log.warn(Qcow2CheckBitmaps.staleWarning(img.version));
             // QEMU prints this without a line end: the next message continues the line
             img.log.unterminated(Qcow2CheckBitmaps.LEAK_HINT);
             img.staleBitmapsExtension = true;
             return;
         }
-        ByteBuffer b = ext.buffer();
-        var bitmaps = new Qcow2Header.BitmapsExtension(b.getInt(0), b.getInt(4), b.getLong(8), b.getLong(16));
+        Qcow2Header.BitmapsExtension bitmaps = img.header.bitmaps().orElseThrow();
         Qcow2CheckBitmaps.checkExtension(bitmaps, img.clusterSize, prefix);
         img.bitmaps = bitmaps;
     }

@@ -372,15 +372,7 @@ public record Qcow2Header(
             next.add(replacement);
         }
         long autoclear = ext != null ? autoclearFeatures | AUTOCLEAR_BITMAPS : autoclearFeatures & ~AUTOCLEAR_BITMAPS;
-        return copy(
-                size,
-                l1Size,
-                l1TableOffset,
-                refcountTableOffset,
-                refcountTableClusters,
-                incompatibleFeatures,
-                autoclear,
-                next);
+        return withExtensions(next).withAutoclearFeatures(autoclear);
     }
 
     /** This header with the fields the {@code with} methods change replaced, every other field kept. */

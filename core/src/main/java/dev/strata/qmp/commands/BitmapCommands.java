@@ -8,7 +8,6 @@ import dev.strata.block.dirty.DirtyBitmaps;
 import dev.strata.qmp.Commands;
 import dev.strata.qmp.QmpException;
 import dev.strata.qmp.schema.Qapi;
-import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -101,20 +100,8 @@ public final class BitmapCommands {
             throw new QmpException("Bitmap name cannot be empty");
         }
         BlockNode node = nodes.lookupDeviceOrNode(a.node());
-        long granularity =
-                a.granularity() != null ? a.granularity() : DirtyBitmaps.defaultGranularity(node.clusterSize());
-        run(() -> DirtyBitmaps.checkGranularity(granularity));
-        if (a.persistent()) {
-            run(() -> node.checkStorableBitmap(a.name(), granularity));
-        }
-        long length;
         try {
-            length = node.length();
-        } catch (IOException e) {
-            throw new QmpException("could not get length of device: " + e.getMessage());
-        }
-        try {
-            return node.bitmaps().add(a.name(), length, granularity, a.disabled(), a.persistent());
+            return node.addBitmap(a.name(), a.granularity(), a.disabled(), a.persistent());
         } catch (BitmapException e) {
             throw new QmpException(e.getMessage());
         }
