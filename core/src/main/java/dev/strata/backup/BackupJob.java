@@ -52,8 +52,12 @@ public final class BackupJob extends Job {
      * Every this many bytes copied, the target's writeback is started, so the disk writes overlap
      * the copying and the flush at the end (which makes the backup durable before it reports
      * success) waits for little; 0 ({@code -Dstrata.backup.writeback=0}) leaves it to that flush.
+     * A full backup starts it once per {@link #CHUNK} whatever this is; an incremental one, whose
+     * runs are often single clusters, every 8 of them. Measured on 328 scattered 64 KiB clusters
+     * (copy and final flush): 12.5 ms every 4 MiB, 9.5-10 ms every 256-512 KiB, 12 ms every
+     * cluster.
      */
-    static final long WRITEBACK_EVERY = Long.getLong("strata.backup.writeback", 4L << 20);
+    static final long WRITEBACK_EVERY = Long.getLong("strata.backup.writeback", 512L << 10);
 
     /**
      * Whether the target's qcow2 metadata waits in memory until the job's final flush

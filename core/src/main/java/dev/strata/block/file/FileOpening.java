@@ -18,6 +18,9 @@ import java.nio.file.StandardOpenOption;
 final class FileOpening {
     private FileOpening() {}
 
+    /** Whether {@code /proc/self/fd} is there to open a descriptor's file by: asked once, not per open. */
+    private static final boolean PROC_FD = Files.isDirectory(Path.of("/proc/self/fd"));
+
     /** What an open gives the driver: the channel, the descriptor (-1 without the native layer), whether locked. */
     record Opened(FileChannel channel, int fd, boolean locked) {}
 
@@ -60,8 +63,7 @@ final class FileOpening {
             if (lock) {
                 ImageLock.forFlags(flags).acquire(fd, filename);
             }
-            Path self = Path.of("/proc/self/fd/" + fd);
-            Path path = Files.exists(self) ? self : Path.of(filename);
+            Path path = PROC_FD ? Path.of("/proc/self/fd/" + fd) : Path.of(filename);
             return new Opened(openChannel(path, filename, flags.readOnly()), fd, lock);
         } catch (IOException | RuntimeException e) {
             closeQuietly(fd);

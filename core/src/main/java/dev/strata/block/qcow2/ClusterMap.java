@@ -164,7 +164,10 @@ final class ClusterMap {
                 throw new BlockException("L2 table offset 0x" + Long.toHexString(off) + " unaligned (L1 index: 0x"
                         + Integer.toHexString(l1Index) + "); the image is corrupt");
             }
-            file.checkInside("L2 table (L1 index 0x" + Integer.toHexString(l1Index) + ")", off, clusterSize);
+            if (file.deferred().pending(off) == null) {
+                // a new table waiting for write-back may lie past the file's end until then
+                file.checkInside("L2 table (L1 index 0x" + Integer.toHexString(l1Index) + ")", off, clusterSize);
+            }
         }
         return off;
     }
@@ -204,10 +207,13 @@ final class ClusterMap {
         }
         byte[] content = oldOff == 0 ? new byte[clusterSize] : l2(l1Index).clone();
         long newOff = refcounts.allocate();
-        // the L1 entry below makes the table reachable: its refcount (and every change waiting)
-        // goes first
-        file.deferred().writeBack();
-        file.write(newOff, content, 0, clusterSize);
+        // with write-back on, the whole table waits, and its L1 entry behind it (DeferredMetadata)
+        if (!file.deferred().l2Table(newOff, content, 0, clusterSize)) {
+            // the L1 entry below makes the table reachable: its refcount (and every change
+            // waiting) goes first
+            file.deferred().writeBack();
+            file.write(newOff, content, 0, clusterSize);
+        }
         l2Cache.put(newOff, content);
         setL1(l1Index, newOff | COPIED);
         if (oldOff != 0) {
@@ -263,7 +269,10 @@ final class ClusterMap {
 
     private void setL1(int l1Index, long value) throws IOException {
         l1[l1Index] = value;
-        file.write(l1Offset + 8L * l1Index, ByteBuffer.allocate(8).putLong(0, value));
+        long at = l1Offset + 8L * l1Index;
+        if (!file.deferred().l1Entry(at, value)) {
+            file.write(at, ByteBuffer.allocate(8).putLong(0, value));
+        }
     }
 
     /** Writes entries [from, to) of a writable L2 table (one call per changed run), or defers them. */

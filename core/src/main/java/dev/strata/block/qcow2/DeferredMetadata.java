@@ -1,6 +1,7 @@
 package dev.strata.block.qcow2;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -12,12 +13,14 @@ import java.util.Map;
  *
  * <p>While on, a changed table is kept here (the same array the caches hold, so a reader sees the
  * change at once) with the span of bytes that differ from the file, and {@link #writeBack} writes
- * them: every refcount block first, then every L2 table. That keeps the crash order of the
- * write-through path: a refcount raised reaches the file before any entry that points to its
- * cluster. What would break the order is written back first: a refcount lowered (its caller
- * removed the pointer in a deferred L2 entry, which must reach the file before the drop; see
- * {@link Refcounts#free}), and every write that makes a new structure reachable (an L1 entry, a
- * refcount table entry or table, the header). After a crash an image holds leaks at worst.
+ * them: every refcount block first, then every L2 table, then the L1 entries that point to new
+ * L2 tables. That keeps the crash order of the write-through path: a refcount raised reaches the
+ * file before any entry that points to its cluster, and a new table before the L1 entry that
+ * makes it reachable. What would break the order is written back first: a refcount lowered (its
+ * caller removed the pointer in a deferred entry, which must reach the file before the drop; see
+ * {@link Refcounts#free}), and every other write that makes a new structure reachable (a
+ * refcount table entry or table, the header, a new L1 table). After a crash an image holds leaks
+ * at worst.
  *
  * <p>At most {@link #MAX_TABLES} tables wait at once; one more writes them all back, so the memory
  * held stays bounded whatever the image's size.
@@ -45,6 +48,9 @@ final class DeferredMetadata {
     // insertion order, never access order: reads under the shared lock must not change the maps
     private final Map<Long, Dirty> refcountBlocks = new LinkedHashMap<>();
     private final Map<Long, Dirty> l2Tables = new LinkedHashMap<>();
+    /** L1 entries waiting, by their offset in the file. */
+    private final Map<Long, Long> l1Entries = new LinkedHashMap<>();
+
     private boolean on;
 
     DeferredMetadata(ImageFile file) {
@@ -93,6 +99,18 @@ final class DeferredMetadata {
         return true;
     }
 
+    /**
+     * Takes the L1 entry {@code value} at file offset {@code offset}, to be written after every
+     * table waiting; false (nothing taken) when write-back is off.
+     */
+    boolean l1Entry(long offset, long value) {
+        if (!on) {
+            return false;
+        }
+        l1Entries.put(offset, value);
+        return true;
+    }
+
     /** The waiting copy of the table at {@code offset}, for a cache that reloads it; null for none. */
     byte[] pending(long offset) {
         Dirty d = refcountBlocks.get(offset);
@@ -103,12 +121,18 @@ final class DeferredMetadata {
     }
 
     /**
-     * Writes every waiting change: refcount blocks, then L2 tables. A table whose write fails stays
-     * waiting (with the rest), so a later write-back tries again.
+     * Writes every waiting change: refcount blocks, then L2 tables, then L1 entries. A change whose
+     * write fails stays waiting (with the rest), so a later write-back tries again.
      */
     void writeBack() throws IOException {
         writeAll(refcountBlocks);
         writeAll(l2Tables);
+        var it = l1Entries.entrySet().iterator();
+        while (it.hasNext()) {
+            var e = it.next();
+            file.write(e.getKey(), ByteBuffer.allocate(8).putLong(0, e.getValue()));
+            it.remove();
+        }
     }
 
     private void writeAll(Map<Long, Dirty> tables) throws IOException {

@@ -1,5 +1,8 @@
 package dev.strata.qmp.schema;
 
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
 import java.lang.reflect.RecordComponent;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -10,6 +13,10 @@ import java.util.Map;
  * Turns command results into plain JSON values: records become objects named by the same rules
  * as arguments ({@link Qapi}), optional members that are null are left out (QMP never sends
  * {@code null} for an absent member), enums become their QAPI names.
+ *
+ * <p>What reflection tells about a record class (its members' names and accessors) is looked up
+ * once per class: every reply and event goes through here, and asking again each time cost more
+ * than the rest of a small command's reply.
  */
 public final class Encoder {
     private Encoder() {}
@@ -50,23 +57,44 @@ public final class Encoder {
 
     private static Map<String, Object> record(Record r) {
         Map<String, Object> out = new LinkedHashMap<>();
-        for (RecordComponent c : r.getClass().getRecordComponents()) {
+        for (Component c : COMPONENTS.get(r.getClass())) {
             Object v;
             try {
-                var accessor = c.getAccessor();
-                accessor.setAccessible(true);
-                v = accessor.invoke(r);
-            } catch (ReflectiveOperationException e) {
+                v = c.accessor().invokeExact((Object) r);
+            } catch (RuntimeException | Error e) {
+                throw e;
+            } catch (Throwable e) {
                 throw new IllegalStateException(e);
             }
-            if (v == null) {
-                continue;
+            if (v != null) {
+                out.put(c.name(), toJson(v));
             }
-            String name = c.isAnnotationPresent(Qapi.Name.class)
-                    ? c.getAnnotation(Qapi.Name.class).value()
-                    : Schema.kebab(c.getName());
-            out.put(name, toJson(v));
         }
         return out;
     }
+
+    /** A record member as encoded: its QAPI name, and its accessor typed {@code (Object)Object}. */
+    private record Component(String name, MethodHandle accessor) {}
+
+    private static final ClassValue<List<Component>> COMPONENTS = new ClassValue<>() {
+        @Override
+        protected List<Component> computeValue(Class<?> type) {
+            MethodType erased = MethodType.methodType(Object.class, Object.class);
+            List<Component> out = new ArrayList<>();
+            for (RecordComponent c : type.getRecordComponents()) {
+                String name = c.isAnnotationPresent(Qapi.Name.class)
+                        ? c.getAnnotation(Qapi.Name.class).value()
+                        : Schema.kebab(c.getName());
+                try {
+                    var accessor = c.getAccessor();
+                    accessor.setAccessible(true);
+                    out.add(new Component(
+                            name, MethodHandles.lookup().unreflect(accessor).asType(erased)));
+                } catch (ReflectiveOperationException e) {
+                    throw new IllegalStateException(e);
+                }
+            }
+            return List.copyOf(out);
+        }
+    };
 }

@@ -162,16 +162,30 @@ public final class Schema {
 
     /** An enum constant's QAPI name: its @Name, else lower case with '-' for '_'. */
     public static String enumValueName(Enum<?> constant) {
-        try {
-            Qapi.Name n = constant.getDeclaringClass().getField(constant.name()).getAnnotation(Qapi.Name.class);
-            if (n != null) {
-                return n.value();
-            }
-        } catch (NoSuchFieldException e) {
-            throw new IllegalStateException(e);
-        }
-        return constant.name().toLowerCase(Locale.ROOT).replace('_', '-');
+        return ENUM_NAMES.get(constant.getDeclaringClass())[constant.ordinal()];
     }
+
+    /** The QAPI names of an enum's constants, by ordinal: looked up once per enum, not per value sent. */
+    private static final ClassValue<String[]> ENUM_NAMES = new ClassValue<>() {
+        @Override
+        protected String[] computeValue(Class<?> type) {
+            Object[] constants = type.getEnumConstants();
+            String[] names = new String[constants.length];
+            for (Object o : constants) {
+                Enum<?> constant = (Enum<?>) o;
+                Qapi.Name n;
+                try {
+                    n = type.getField(constant.name()).getAnnotation(Qapi.Name.class);
+                } catch (NoSuchFieldException e) {
+                    throw new IllegalStateException(e);
+                }
+                names[constant.ordinal()] = n != null
+                        ? n.value()
+                        : constant.name().toLowerCase(Locale.ROOT).replace('_', '-');
+            }
+            return names;
+        }
+    };
 
     private static AlternateType alternate(Class<?> sealed) {
         List<Branch> branches = new ArrayList<>();
