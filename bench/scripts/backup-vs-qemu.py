@@ -13,12 +13,13 @@ medians of REPS runs each:
               the full backup is held against)
 
 WARMUP rounds of every case run first on both sides and are not counted (a daemon runs for days:
-the copy loop of a fresh JVM runs interpreted or being compiled during its first backups, and
-warms up within about three rounds); the first round's times are printed apart, as the cold
-numbers. Prints a markdown table with throughputs and the ratio Strata / QEMU (above 1: Strata
+a fresh JVM runs the backup path interpreted or being compiled during its first backups, and the
+JIT's compiler threads take CPU from the copy meanwhile; the 1% incremental, the shortest case,
+keeps getting faster for about ten rounds: 1.41x QEMU after 3 rounds, 2.03x after 10, the same
+day); the first round's times are printed apart, as the cold numbers. Prints a markdown table with throughputs and the ratio Strata / QEMU (above 1: Strata
 is faster), then every timed run.
 
-    bench/scripts/backup-vs-qemu.py        # REPS=3 WARMUP=3 SIZE_MB=2048 WORK=/tmp/strata-backup-bench
+    bench/scripts/backup-vs-qemu.py        # REPS=3 WARMUP=10 SIZE_MB=2048 WORK=/tmp/strata-backup-bench
 """
 import json
 import os
@@ -32,7 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STRATA = os.path.join(ROOT, "strata")
 REPS = int(os.environ.get("REPS", "3"))
-WARMUP = int(os.environ.get("WARMUP", "3"))
+WARMUP = int(os.environ.get("WARMUP", "10"))
 SIZE_MB = int(os.environ.get("SIZE_MB", "2048"))
 WORK = os.environ.get("WORK", "/tmp/strata-backup-bench")
 CLUSTER = 64 << 10
