@@ -146,6 +146,55 @@ class RebaseCommitTest {
         assertThat(qemu("check", p("s-top.qcow2")).exit()).isZero();
     }
 
+    /**
+     * Images with persistent bitmaps: commit's writes into the base and rebase's writes into the
+     * image are recorded in their bitmaps as with qemu-img, and the bitmaps are stored again at the
+     * end (qemu-img info lists the same, QEMU reads the same bits from both sides' images).
+     */
+    @Test
+    void persistentBitmapsRecordCommitAndRebaseAsWithQemuImg() throws Exception {
+        Interop.require("qemu-nbd");
+        Interop.require("nbdinfo");
+        for (String side : List.of("q-", "s-")) {
+            Files.copy(dir.resolve("a.qcow2"), dir.resolve(side + "a.qcow2"));
+            qemu("bitmap", "--add", p(side + "a.qcow2"), "base").assertOk();
+            qemu("create", "-f", "qcow2", "-b", side + "a.qcow2", "-F", "qcow2", p(side + "top.qcow2"))
+                    .assertOk();
+            io(p(side + "top.qcow2"), "write -P 2 512k 1M", "write -z 0 64k", "write -P 4 3M 4k");
+        }
+        ImgTool.Run q = qemu("commit", p("q-top.qcow2"));
+        ImgTool.Run s = strata("commit", p("s-top.qcow2"));
+        assertThat(s.exit()).as("commit: %s", s.err()).isEqualTo(q.exit()).isZero();
+        assertBitmapsAlike("a.qcow2", "commit");
+
+        copies("t.qcow2");
+        for (String side : List.of("q-", "s-")) {
+            qemu("bitmap", "--add", p(side + "t.qcow2"), "top").assertOk();
+            qemu("bitmap", "--add", "--disable", p(side + "t.qcow2"), "off").assertOk();
+        }
+        both("t.qcow2", "rebase", "-b", "b.qcow2", "-F", "qcow2");
+        assertBitmapsAlike("t.qcow2", "rebase");
+        both("t.qcow2", "rebase", "-u", "-b", "a.qcow2", "-F", "qcow2");
+        assertBitmapsAlike("t.qcow2", "rebase -u");
+    }
+
+    /** qemu-img info and check of both sides' copies of {@code name} agree, and QEMU reads each bitmap alike. */
+    private void assertBitmapsAlike(String name, String what) throws Exception {
+        String info = qemu("info", p("s-" + name)).assertOk().out();
+        assertThat(info).as("bitmaps after %s", what).contains("bitmaps:");
+        assertThat(masked(info, "s-"))
+                .as("qemu-img info after %s", what)
+                .isEqualTo(masked(qemu("info", p("q-" + name)).assertOk().out(), "q-"));
+        assertThat(qemu("check", p("s-" + name)).exit())
+                .as("check after %s", what)
+                .isZero();
+        ImgTool.assertBitmapsReadAlike(info, dir.resolve("s-" + name), dir.resolve("q-" + name), what);
+    }
+
+    private static String masked(String info, String side) {
+        return info.replace(side, "X-").replaceAll("disk size: .*", "");
+    }
+
     @Test
     void commitWithoutBackingFileFails() throws Exception {
         copies("a.qcow2");
