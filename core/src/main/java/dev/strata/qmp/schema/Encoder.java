@@ -82,14 +82,12 @@ public final class Encoder {
             MethodType erased = MethodType.methodType(Object.class, Object.class);
             List<Component> out = new ArrayList<>();
             for (RecordComponent c : type.getRecordComponents()) {
-                String name = c.isAnnotationPresent(Qapi.Name.class)
-                        ? c.getAnnotation(Qapi.Name.class).value()
-                        : Schema.kebab(c.getName());
                 try {
                     var accessor = c.getAccessor();
                     accessor.setAccessible(true);
                     out.add(new Component(
-                            name, MethodHandles.lookup().unreflect(accessor).asType(erased)));
+                            Schema.memberName(c),
+                            MethodHandles.lookup().unreflect(accessor).asType(erased)));
                 } catch (ReflectiveOperationException e) {
                     throw new IllegalStateException(e);
                 }

@@ -92,10 +92,14 @@ public final class Schema {
         }
     }
 
+    /** A record member's QAPI name: its @Name, else its Java name in kebab-case. */
+    static String memberName(RecordComponent c) {
+        Qapi.Name n = c.getAnnotation(Qapi.Name.class);
+        return n != null ? n.value() : kebab(c.getName());
+    }
+
     private static Member member(Class<?> owner, RecordComponent c) {
-        String name = c.isAnnotationPresent(Qapi.Name.class)
-                ? c.getAnnotation(Qapi.Name.class).value()
-                : kebab(c.getName());
+        String name = memberName(c);
         QType type;
         if (c.isAnnotationPresent(Qapi.Any.class)) {
             type = new Builtin(Scalar.ANY);
