@@ -1,5 +1,6 @@
 package dev.strata.bitmap;
 
+import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -101,7 +102,7 @@ public final class HBitmap {
         PagedWords leaves = leaves();
         int inside = (int) Math.clamp(leaves.length() - from, 0, n);
         leaves.copyOut(from, dst, 0, inside);
-        java.util.Arrays.fill(dst, inside, n, 0);
+        Arrays.fill(dst, inside, n, 0);
     }
 
     /**

@@ -2,6 +2,7 @@ package dev.strata.bitmap;
 
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -127,7 +128,7 @@ final class PagedWords {
             int k = Math.min(n, PAGE_WORDS - inPage);
             long[] page = pageIfPresent(from);
             if (page == null) {
-                java.util.Arrays.fill(dst, off, off + k, 0);
+                Arrays.fill(dst, off, off + k, 0);
             } else {
                 System.arraycopy(page, inPage, dst, off, k);
             }

@@ -41,7 +41,7 @@ public final class BlockNode implements AutoCloseable {
     private final boolean autoNamed;
     private final BlockDriver driver;
     private final List<BlockNode> owned;
-    private final DirtyBitmaps bitmaps = new DirtyBitmaps();
+    private final DirtyBitmaps bitmaps = new DirtyBitmaps(this::deleteStoredCopy);
     private final IoGate gate = new IoGate();
     private final JobIo jobIo = new JobIo(this);
     /** QEMU's {@code discard=unmap}: pass discards on; with {@code ignore} they do nothing at all. */
@@ -214,18 +214,15 @@ public final class BlockNode implements AutoCloseable {
      * How a persistent bitmap of this node leaves the image when the user removes it: deleted from
      * the image at once, as QEMU does; the removal is refused when that fails.
      */
-    public DirtyBitmaps.StoredCopy storedCopies() {
-        return b -> {
-            if (!b.persistent()) {
-                return;
-            }
-            try {
-                driver.removeStoredBitmap(b.name());
-            } catch (IOException e) {
-                throw new BitmapException(
-                        "Could not remove bitmap '" + b.name() + "' from the image: " + e.getMessage());
-            }
-        };
+    private void deleteStoredCopy(DirtyBitmap b) throws BitmapException {
+        if (!b.persistent()) {
+            return;
+        }
+        try {
+            driver.removeStoredBitmap(b.name());
+        } catch (IOException e) {
+            throw new BitmapException("Could not remove bitmap '" + b.name() + "' from the image: " + e.getMessage());
+        }
     }
 
     /**

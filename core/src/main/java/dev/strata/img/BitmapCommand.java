@@ -143,7 +143,7 @@ final class BitmapCommand extends ImgSubcommand {
         DirtyBitmaps bitmaps = node.bitmaps();
         switch (a.op()) {
             case "add" -> node.addBitmap(name, granularity != 0 ? granularity : null, false, true);
-            case "remove" -> bitmaps.remove(name, node.storedCopies());
+            case "remove" -> bitmaps.remove(name);
             case "clear" -> bitmaps.clear(name);
             case "enable" -> bitmaps.enable(name);
             case "disable" -> bitmaps.disable(name);

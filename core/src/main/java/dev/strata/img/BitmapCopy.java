@@ -21,7 +21,7 @@ final class BitmapCopy {
             return;
         }
         for (DirtyBitmap b : src.bitmaps().all()) {
-            if (b.persistent() && b.name() != null && b.inconsistent()) {
+            if (b.inImage() && b.inconsistent()) {
                 throw new ImgFailure("Cannot copy inconsistent bitmap '" + b.name() + "'")
                         .withHint("Try --skip-broken-bitmaps, or use 'strata img bitmap --remove' to delete it\n");
             }
@@ -31,7 +31,7 @@ final class BitmapCopy {
     /** Copies every persistent bitmap of {@code src} into {@code dst}, in the source's order. */
     static void copy(BlockNode src, BlockNode dst, boolean skipBroken, PrintWriter err) throws ImgFailure {
         for (DirtyBitmap b : List.copyOf(src.bitmaps().all())) {
-            if (!b.persistent() || b.name() == null) {
+            if (!b.inImage()) {
                 continue;
             }
             if (b.inconsistent() && skipBroken) {

@@ -28,10 +28,7 @@ class BitmapCommandTest {
 
     @BeforeEach
     void images() throws Exception {
-        Interop.require("qemu-img");
-        Interop.require("qemu-io");
-        Interop.require("qemu-nbd");
-        Interop.require("nbdinfo");
+        Interop.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
         qemu("create", "-q", "-f", "qcow2", p("a.qcow2"), "16M").assertOk();
         qemu("bitmap", "--add", p("a.qcow2"), "b0").assertOk();
         qemu("bitmap", "--add", "-g", "4096", "--disable", p("a.qcow2"), "off").assertOk();

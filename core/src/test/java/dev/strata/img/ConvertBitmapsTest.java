@@ -23,10 +23,7 @@ class ConvertBitmapsTest {
 
     @BeforeEach
     void images() throws Exception {
-        Interop.require("qemu-img");
-        Interop.require("qemu-io");
-        Interop.require("qemu-nbd");
-        Interop.require("nbdinfo");
+        Interop.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
         qemu("create", "-q", "-f", "qcow2", p("src.qcow2"), "16M").assertOk();
         qemu("bitmap", "--add", p("src.qcow2"), "b0").assertOk();
         qemu("bitmap", "--add", "-g", "512", "--disable", p("src.qcow2"), "b1").assertOk();

@@ -153,8 +153,7 @@ class RebaseCommitTest {
      */
     @Test
     void persistentBitmapsRecordCommitAndRebaseAsWithQemuImg() throws Exception {
-        Interop.require("qemu-nbd");
-        Interop.require("nbdinfo");
+        Interop.require("qemu-nbd", "nbdinfo");
         for (String side : List.of("q-", "s-")) {
             Files.copy(dir.resolve("a.qcow2"), dir.resolve(side + "a.qcow2"));
             qemu("bitmap", "--add", p(side + "a.qcow2"), "base").assertOk();

@@ -211,8 +211,7 @@ class ResizeCommandTest {
      */
     @Test
     void persistentBitmapsFollowTheResizeAsWithQemuImg() throws Exception {
-        Interop.require("qemu-nbd");
-        Interop.require("nbdinfo");
+        Interop.require("qemu-nbd", "nbdinfo");
         Interop.qemuIo("-f", "qcow2", "-c", "write 0 64k", "-c", "write 3M 1M", p("bm.qcow2"))
                 .assertOk();
         Files.copy(dir.resolve("bm.qcow2"), dir.resolve("q-bm.qcow2"));

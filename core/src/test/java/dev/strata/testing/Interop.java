@@ -33,13 +33,15 @@ public final class Interop {
         return "1".equals(System.getenv("STRATA_REQUIRE_INTEROP"));
     }
 
-    /** Ensures {@code tool} is on the PATH: skips the test without it, or fails under CI. */
-    public static void require(String tool) {
-        boolean present = onPath(tool);
-        if (!present && interopRequired()) {
-            throw new AssertionError(tool + " is not installed and STRATA_REQUIRE_INTEROP=1");
+    /** Ensures each tool is on the PATH: skips the test without one, or fails under CI. */
+    public static void require(String... tools) {
+        for (String tool : tools) {
+            boolean present = onPath(tool);
+            if (!present && interopRequired()) {
+                throw new AssertionError(tool + " is not installed and STRATA_REQUIRE_INTEROP=1");
+            }
+            assumeTrue(present, tool + " is not installed; interop test skipped");
         }
-        assumeTrue(present, tool + " is not installed; interop test skipped");
     }
 
     public static boolean onPath(String tool) {

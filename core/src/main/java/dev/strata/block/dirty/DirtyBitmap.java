@@ -93,6 +93,14 @@ public final class DirtyBitmap {
         return persistent;
     }
 
+    /**
+     * Whether the image stores this bitmap: persistent and named (a frozen bitmap's successor
+     * shares its persistence, not its name).
+     */
+    public boolean inImage() {
+        return persistent && name != null;
+    }
+
     public boolean inconsistent() {
         return inconsistent;
     }

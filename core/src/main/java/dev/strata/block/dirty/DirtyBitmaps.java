@@ -23,10 +23,22 @@ public final class DirtyBitmaps {
     public static final int MAX_NAME_BYTES = 1023;
 
     private final ReentrantLock lock = new ReentrantLock();
+    /** What removing a persistent bitmap does to the image's copy of it (the node's driver). */
+    private final StoredCopy stored;
     // replaced under lock; read without it by the write path
     private volatile List<DirtyBitmap> list = List.of();
     // the same bitmaps as an array, replaced together with the list, for the write path's loop
     private volatile DirtyBitmap[] marking = new DirtyBitmap[0];
+
+    /** The bitmaps of a node whose image stores none. */
+    public DirtyBitmaps() {
+        this(b -> {});
+    }
+
+    /** The bitmaps of a node whose image deletes a persistent bitmap's copy through {@code stored}. */
+    public DirtyBitmaps(StoredCopy stored) {
+        this.stored = stored;
+    }
 
     /** Marks the range in every recording bitmap, successors included. Lock-free. */
     public void markDirty(long offset, long length) {
@@ -134,11 +146,6 @@ public final class DirtyBitmaps {
         }
     }
 
-    /** block-dirty-bitmap-remove: refused while busy or read-only. */
-    public DirtyBitmap remove(String name) throws BitmapException {
-        return remove(name, b -> {});
-    }
-
     /**
      * What happens to a persistent bitmap's stored copy when the bitmap goes: the image deletes it
      * (QEMU does so at once, before the bitmap leaves memory). A failure refuses the removal.
@@ -148,8 +155,11 @@ public final class DirtyBitmaps {
         void delete(DirtyBitmap b) throws BitmapException;
     }
 
-    /** block-dirty-bitmap-remove: refused while busy or read-only; {@code stored} runs after the checks. */
-    public DirtyBitmap remove(String name, StoredCopy stored) throws BitmapException {
+    /**
+     * block-dirty-bitmap-remove: refused while busy or read-only; after the checks a persistent
+     * bitmap's stored copy is deleted.
+     */
+    public DirtyBitmap remove(String name) throws BitmapException {
         lock.lock();
         try {
             DirtyBitmap b = checkRemovable(name);
@@ -198,7 +208,7 @@ public final class DirtyBitmaps {
     public List<String> persistentNames() {
         List<String> out = new ArrayList<>();
         for (DirtyBitmap b : list) {
-            if (b.persistent() && b.name() != null) {
+            if (b.inImage()) {
                 out.add(b.name());
             }
         }
@@ -217,7 +227,7 @@ public final class DirtyBitmaps {
         try {
             List<StoredBitmap> out = new ArrayList<>();
             for (DirtyBitmap b : list) {
-                if (b.name() == null || !b.persistent() || b.inconsistent() || b.readOnly()) {
+                if (!b.inImage() || b.inconsistent() || b.readOnly()) {
                     continue;
                 }
                 DirtyBitmap s = b.successor();
@@ -455,7 +465,7 @@ public final class DirtyBitmaps {
      * close), then the bitmap is held (busy) until the commit drops it ({@link #dropHeld}) or the
      * abort lets it go.
      */
-    public DirtyBitmap holdForRemoval(String name, StoredCopy stored) throws BitmapException {
+    public DirtyBitmap holdForRemoval(String name) throws BitmapException {
         lock.lock();
         try {
             DirtyBitmap b = checkRemovable(name);

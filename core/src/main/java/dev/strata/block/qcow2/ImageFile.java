@@ -39,6 +39,12 @@ final class ImageFile {
         return length.get();
     }
 
+    /** Writes the header at the start of the file (its encoding: fields, extensions, backing name). */
+    void writeHeader(Qcow2Header h) throws IOException {
+        byte[] b = h.encode();
+        write(0, b, 0, b.length);
+    }
+
     void read(long pos, ByteBuffer dst) throws IOException {
         node.read(pos, dst);
     }

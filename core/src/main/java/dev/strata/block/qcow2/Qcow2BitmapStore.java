@@ -216,14 +216,6 @@ final class Qcow2BitmapStore {
         return h;
     }
 
-    /** Writes the whole header (write-back metadata first) and makes it durable. */
-    private void writeHeader(Qcow2Header h) throws IOException {
-        file.deferred().writeBack();
-        byte[] header = h.encode();
-        file.write(0, header, 0, header.length);
-        file.flush();
-    }
-
     /**
      * block-dirty-bitmap-remove of a persistent bitmap: the image stops listing it at once and its
      * clusters are freed; a bitmap the image does not list yet (added since the open) is no error.
@@ -335,7 +327,8 @@ final class Qcow2BitmapStore {
         file.deferred().writeBack();
         file.flush();
         Qcow2Header next = h.withBitmaps(ext).withRefcountTable(refcounts.tableOffset(), refcounts.tableClusters());
-        writeHeader(next);
+        file.writeHeader(next);
+        file.flush();
         Qcow2Header.BitmapsExtension old = h.bitmaps().orElse(null);
         if (old != null && !directory.isEmpty()) {
             refcounts.free(old.directoryOffset(), old.directorySize());

@@ -198,15 +198,10 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         if (!readOnly && (header.autoclearFeatures() & ~KNOWN_AUTOCLEAR) != 0) {
             // the spec lets a writer touch an image with unknown autoclear bits only after clearing them
             header = header.withAutoclearFeatures(header.autoclearFeatures() & KNOWN_AUTOCLEAR);
-            writeHeader(file, header);
+            file.writeHeader(header);
         }
         return new Qcow2Driver(
                 fileNode, file, backing, readOnly, header, map, refcounts, bitmapStore, loaded, warnings);
-    }
-
-    private static void writeHeader(ImageFile file, Qcow2Header header) throws IOException {
-        byte[] b = header.encode();
-        file.write(0, b, 0, b.length);
     }
 
     private static void checkFeatures(Qcow2Header h, boolean readOnly) throws BlockException {

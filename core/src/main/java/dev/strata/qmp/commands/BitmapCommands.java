@@ -51,7 +51,7 @@ public final class BitmapCommands {
         });
         commands.add("block-dirty-bitmap-remove", BlockDirtyBitmap.class, "{}", (a, ctx) -> {
             BlockNode node = nodes.lookupNode(a.node());
-            run(() -> node.bitmaps().remove(a.name(), node.storedCopies()));
+            run(() -> node.bitmaps().remove(a.name()));
             return null;
         });
         commands.add("block-dirty-bitmap-clear", BlockDirtyBitmap.class, "{}", (a, ctx) -> {

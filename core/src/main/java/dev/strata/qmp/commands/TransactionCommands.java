@@ -169,8 +169,7 @@ public final class TransactionCommands {
             case BitmapCommands.BlockDirtyBitmap b
             when type.equals("block-dirty-bitmap-remove") ->
                 Action.of(
-                        () -> step(() ->
-                                bitmapStep(nodes, b, (n) -> n.bitmaps().holdForRemoval(b.name(), n.storedCopies()))),
+                        () -> step(() -> bitmapStep(nodes, b, (n) -> n.bitmaps().holdForRemoval(b.name()))),
                         held -> nodes.resolve(b.node()).bitmaps().dropHeld(held),
                         held -> nodes.resolve(b.node()).bitmaps().unhold(held));
             case BitmapCommands.BlockDirtyBitmap b

@@ -40,7 +40,7 @@ public final class BitmapCrashWriter {
                 if (!names.isEmpty() && rnd.nextInt(3) == 0) {
                     String victim = names.get(rnd.nextInt(names.size()));
                     out.println("R " + victim);
-                    node.bitmaps().remove(victim, node.storedCopies());
+                    node.bitmaps().remove(victim);
                     out.println("r " + victim);
                 }
                 String name = "b" + round;

@@ -34,6 +34,21 @@ class Qcow2PersistentBitmapsTest {
     @TempDir
     Path dir;
 
+    /**
+     * A new image of {@code size} bytes whose persistent bitmap "b" (recording) Strata stored at
+     * close after a guest write of {@code written} bytes at 0 (none for 0).
+     */
+    private static void imageWithBitmap(Path p, long size, long granularity, int written) throws Exception {
+        Qcow2Create.create(p, Qcow2Create.Options.of(size));
+        try (BlockGraph g = Drivers.newGraph();
+                BlockNode n = open(g, p, false)) {
+            n.bitmaps().add("b", size, granularity, false, true);
+            if (written > 0) {
+                n.write(0, ByteBuffer.allocate(written));
+            }
+        }
+    }
+
     private static BlockNode open(BlockGraph g, Path p, boolean readOnly) throws IOException {
         return g.openImage(p.toString(), "qcow2", readOnly ? OpenFlags.READ_ONLY : OpenFlags.READ_WRITE);
     }
@@ -132,11 +147,7 @@ class Qcow2PersistentBitmapsTest {
     void aCrashLeavesTheBitmapsInconsistent() throws Exception {
         Path p = dir.resolve("c.qcow2");
         Path crashed = dir.resolve("crashed.qcow2");
-        Qcow2Create.create(p, Qcow2Create.Options.of(8 << 20));
-        try (BlockGraph g = Drivers.newGraph();
-                BlockNode n = open(g, p, false)) {
-            n.bitmaps().add("b", 8 << 20, 65536, false, true);
-        }
+        imageWithBitmap(p, 8 << 20, 65536, 0);
         try (BlockGraph g = Drivers.newGraph();
                 BlockNode n = open(g, p, false)) {
             n.write(0, ByteBuffer.allocate(4096));
@@ -169,12 +180,7 @@ class Qcow2PersistentBitmapsTest {
     @Test
     void bitmapsTooLargeForMemoryAreRefused() throws Exception {
         Path p = dir.resolve("m.qcow2");
-        Qcow2Create.create(p, Qcow2Create.Options.of(64 << 20));
-        try (BlockGraph g = Drivers.newGraph();
-                BlockNode n = open(g, p, false)) {
-            n.bitmaps().add("b", 64 << 20, 512, false, true);
-            n.write(0, ByteBuffer.allocate(1 << 20));
-        }
+        imageWithBitmap(p, 64 << 20, 512, 1 << 20);
         try (BlockGraph g = Drivers.newGraph();
                 BlockNode n = open(g, p, true)) {
             ImageFile file = new ImageFile(n.file().orElseThrow());
@@ -192,12 +198,7 @@ class Qcow2PersistentBitmapsTest {
     @Test
     void bitmapDataOutsideTheFileIsRefused() throws Exception {
         Path p = dir.resolve("h.qcow2");
-        Qcow2Create.create(p, Qcow2Create.Options.of(8 << 20));
-        try (BlockGraph g = Drivers.newGraph();
-                BlockNode n = open(g, p, false)) {
-            n.bitmaps().add("b", 8 << 20, 65536, false, true);
-            n.write(0, ByteBuffer.allocate(512));
-        }
+        imageWithBitmap(p, 8 << 20, 65536, 512);
         long tableOffset;
         try (var ch = java.nio.channels.FileChannel.open(p, java.nio.file.StandardOpenOption.READ)) {
             Qcow2Header h = Qcow2Header.parse(ch);
