@@ -2,9 +2,12 @@ package dev.strata;
 
 import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
 
+import com.tngtech.archunit.base.DescribedPredicate;
+import com.tngtech.archunit.core.domain.JavaCall;
 import com.tngtech.archunit.core.domain.JavaClasses;
 import com.tngtech.archunit.core.importer.ClassFileImporter;
 import com.tngtech.archunit.core.importer.ImportOption;
+import java.util.Set;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -17,6 +20,51 @@ class ArchitectureTest {
         classes = new ClassFileImporter()
                 .withImportOption(ImportOption.Predefined.DO_NOT_INCLUDE_TESTS)
                 .importPackages("dev.strata");
+    }
+
+    /** The JDK calls that open a file's contents (for reading or writing) or create a file. */
+    private static final DescribedPredicate<JavaCall<?>> OPENS_A_FILE =
+            new DescribedPredicate<>(
+                    "open a file's contents (FileChannel.open, RandomAccessFile, file streams, Files.newByteChannel ...)") {
+                private static final Set<String> FILES_OPENERS = Set.of(
+                        "newByteChannel",
+                        "newInputStream",
+                        "newOutputStream",
+                        "readAllBytes",
+                        "write",
+                        "copy",
+                        "lines");
+
+                @Override
+                public boolean test(JavaCall<?> call) {
+                    String name = call.getTarget().getName();
+                    return switch (call.getTargetOwner().getName()) {
+                        case "java.nio.channels.FileChannel", "java.nio.channels.AsynchronousFileChannel" ->
+                            name.equals("open");
+                        case "java.io.RandomAccessFile", "java.io.FileInputStream", "java.io.FileOutputStream" ->
+                            name.equals("<init>");
+                        case "java.nio.file.Files" -> FILES_OPENERS.contains(name);
+                        default -> false;
+                    };
+                }
+            };
+
+    /**
+     * Image files are opened in one place: the file protocol driver's opener, which always takes
+     * QEMU's image lock. Everything else (img commands, the check, image creation, the daemon,
+     * backups) opens a file node through the block graph, so no command can read or repair an
+     * image another process is writing. The pidfile and sockets are written without opening a
+     * channel (Files.writeString, socket binds) and stay allowed.
+     */
+    @Test
+    void imageFilesAreOpenedOnlyByTheFileDriversOpener() {
+        noClasses()
+                .that()
+                .doNotHaveFullyQualifiedName("dev.strata.block.file.FileOpening")
+                .should()
+                .callCodeUnitWhere(OPENS_A_FILE)
+                .because("every image file is opened through a file node, which takes QEMU's image lock")
+                .check(classes);
     }
 
     @Test

@@ -2,10 +2,7 @@ package dev.strata.block;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -30,6 +27,15 @@ public final class BlockGraph implements AutoCloseable {
         int score(ByteBuffer head, String filename);
     }
 
+    /**
+     * Creates (or empties) a host file of a given size: the "file" protocol's part of image
+     * creation (QEMU's bdrv_create_file), taking the image lock so that a file in use is refused.
+     */
+    @FunctionalInterface
+    public interface FileCreator {
+        void create(String filename, long size) throws IOException;
+    }
+
     private record Driver(DriverFactory factory, FormatProbe probe) {}
 
     private static final AtomicLong AUTO_NAMES = new AtomicLong();
@@ -40,6 +46,7 @@ public final class BlockGraph implements AutoCloseable {
     }
 
     private final Map<String, Driver> drivers = new LinkedHashMap<>();
+    private FileCreator fileCreator;
     // guarded by this
     private final Map<String, BlockNode> nodes = new LinkedHashMap<>();
     // guarded by this
@@ -52,6 +59,23 @@ public final class BlockGraph implements AutoCloseable {
     public BlockGraph register(String name, DriverFactory factory, FormatProbe probe) {
         drivers.put(name, new Driver(factory, probe));
         return this;
+    }
+
+    /** Sets how {@link #createFile} creates host files (the "file" driver's create). */
+    public BlockGraph registerFileCreator(FileCreator creator) {
+        this.fileCreator = creator;
+        return this;
+    }
+
+    /**
+     * Creates {@code filename} as an empty host file of {@code size} bytes, or empties and sizes an
+     * existing one, refusing a file another opener holds: the first step of every image creation.
+     */
+    public void createFile(String filename, long size) throws IOException {
+        if (fileCreator == null) {
+            throw new BlockException("Protocol driver 'file' does not support image creation", BlockException.ENOTSUP);
+        }
+        fileCreator.create(filename, size);
     }
 
     public boolean hasDriver(String name) {
@@ -72,6 +96,23 @@ public final class BlockGraph implements AutoCloseable {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
         return openNode(options, flags, List.of(), true);
+    }
+
+    /**
+     * Opens a node from options, as {@link #add} does, that does not join the graph: no name, not
+     * listed, not closed with the graph; the caller closes it. For the short-lived nodes of image
+     * creation, which must not show up among a daemon's nodes.
+     */
+    public BlockNode openDetached(BlockOptions options) throws IOException {
+        boolean ro = options.bool("read-only", false);
+        boolean share = options.bool("force-share", false);
+        OpenFlags flags;
+        try {
+            flags = new OpenFlags(ro, share);
+        } catch (IllegalArgumentException e) {
+            throw new BlockException(e.getMessage(), BlockException.EINVAL);
+        }
+        return openNode(options, flags, List.of(), false);
     }
 
     /**
@@ -99,12 +140,15 @@ public final class BlockGraph implements AutoCloseable {
     /** Probes an image's format from its first bytes: the best-scoring registered probe, else raw. */
     public String probe(String filename) throws IOException {
         ByteBuffer head = ByteBuffer.allocate(512);
-        try (FileChannel ch = FileChannel.open(Path.of(filename), StandardOpenOption.READ)) {
-            while (head.hasRemaining() && ch.read(head) > 0) {
-                // keep reading until the buffer is full or the file ends
-            }
-        } catch (NoSuchFileException e) {
-            throw new BlockException("Could not open '" + filename + "': No such file or directory");
+        // through a read-only, force-sharing file node: probing reads a header and conflicts with nobody
+        BlockOptions file = BlockOptions.empty()
+                .put("driver", "file")
+                .put("filename", filename)
+                .put("read-only", true)
+                .put("force-share", true);
+        try (BlockNode node = openNode(file, new OpenFlags(true, true), List.of(), false)) {
+            head.limit((int) Math.min(head.capacity(), node.length()));
+            node.driver().read(0, head);
         }
         head.flip();
         String best = "raw";

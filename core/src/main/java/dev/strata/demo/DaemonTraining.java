@@ -1,5 +1,7 @@
 package dev.strata.demo;
 
+import dev.strata.block.BlockGraph;
+import dev.strata.block.drivers.Drivers;
 import dev.strata.block.qcow2.Qcow2Create;
 import dev.strata.daemon.Daemon;
 import java.io.IOException;
@@ -82,7 +84,9 @@ public final class DaemonTraining {
      */
     private static void persistentBitmaps(Path dir, DemoQmp q) throws IOException {
         Path image = dir.resolve("persistent.qcow2");
-        Qcow2Create.create(image, Qcow2Create.Options.of((long) TRAINING_CLUSTERS << 16));
+        try (BlockGraph graph = Drivers.newGraph()) {
+            Qcow2Create.create(graph, image.toString(), Qcow2Create.Options.of((long) TRAINING_CLUSTERS << 16));
+        }
         Map<String, Object> node = Map.of(
                 "driver", "qcow2", "node-name", "p", "file", Map.of("driver", "file", "filename", image.toString()));
         q.ok("blockdev-add", node);

@@ -52,9 +52,11 @@ final class Demo {
         Path disk0 = dir.resolve("drive0.qcow2");
         Path disk1 = dir.resolve("drive1.qcow2");
         step("Two 1 GiB qcow2 disks with data (checked with " + tool.name() + ")");
-        for (Path disk : List.of(disk0, disk1)) {
-            Qcow2Create.create(disk, Qcow2Create.Options.of(DISK_SIZE));
-            fill(disk);
+        try (BlockGraph graph = Drivers.newGraph()) {
+            for (Path disk : List.of(disk0, disk1)) {
+                Qcow2Create.create(graph, disk.toString(), Qcow2Create.Options.of(DISK_SIZE));
+                fill(disk);
+            }
         }
         Path socket = dir.resolve("qmp.sock");
         List<Daemon.StartupOption> options = List.of(

@@ -9,7 +9,6 @@ import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.concurrent.Callable;
 import java.util.concurrent.atomic.AtomicLong;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -27,7 +26,7 @@ import picocli.CommandLine.Parameters;
         name = "bench",
         mixinStandardHelpOptions = true,
         description = "Run a simple image benchmark (qemu-img bench).")
-public final class BenchCommand implements Callable<Integer> {
+final class BenchCommand extends ImgSubcommand {
     @Option(names = "-c", description = "number of requests (default 75000)")
     long count = 75000;
 
@@ -75,7 +74,7 @@ public final class BenchCommand implements Callable<Integer> {
     String filename;
 
     @Override
-    public Integer call() throws Exception {
+    int execute() throws Exception {
         long bufferSize = Sizes.parse(bufferSizeText, "buffer size");
         long step = stepText == null ? bufferSize : Sizes.parse(stepText, "step size");
         long offset = Sizes.parse(offsetText, "offset");
@@ -87,21 +86,21 @@ public final class BenchCommand implements Callable<Integer> {
         }
         OpenFlags flags = write ? OpenFlags.READ_WRITE : new OpenFlags(true, forceShare);
         try (BlockGraph graph = Drivers.newGraph()) {
-            BlockNode node = graph.openImage(filename, format, flags);
+            BlockNode node = Images.open(graph, filename, format, flags, true, err());
             long size = node.length();
             if (offset + bufferSize > size) {
                 throw new IllegalArgumentException("The first request would reach beyond the end of the image");
             }
             if (!quiet) {
-                System.out.printf(
-                        Locale.ROOT,
-                        "Sending %d %s requests, %d bytes each, %d in parallel (starting at offset %d, step size %d)%n",
-                        count,
-                        write ? "write" : "read",
-                        bufferSize,
-                        depth,
-                        offset,
-                        step);
+                out().printf(
+                                Locale.ROOT,
+                                "Sending %d %s requests, %d bytes each, %d in parallel (starting at offset %d, step size %d)%n",
+                                count,
+                                write ? "write" : "read",
+                                bufferSize,
+                                depth,
+                                offset,
+                                step);
             }
             AtomicLong next = new AtomicLong();
             AtomicLong written = new AtomicLong();
@@ -146,7 +145,7 @@ public final class BenchCommand implements Callable<Integer> {
             node.flush();
             node.close();
             if (!quiet) {
-                System.out.printf(Locale.ROOT, "Run completed in %.3f seconds.%n", seconds);
+                out().printf(Locale.ROOT, "Run completed in %.3f seconds.%n", seconds);
             }
         }
         return 0;

@@ -6,7 +6,6 @@ import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.block.qcow2.Qcow2Check;
 import dev.strata.block.qcow2.Qcow2CheckResult;
-import java.nio.file.Path;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -14,8 +13,10 @@ import picocli.CommandLine.Parameters;
 /**
  * {@code strata img check}: qemu-img check's consistency check of a qcow2 image, with its exit
  * codes: 0 clean, 2 corruptions, 3 leaks only, 1 the check itself failed, 63 the format has no
- * checks (raw). The check and its report are {@link Qcow2Check}'s; this command picks the format,
- * prints the report in the chosen output format and passes the exit code on.
+ * checks (raw). Like every {@code strata img} command it opens the image through the block layer,
+ * with QEMU's image lock: a check refuses an image another process writes (unless {@code -U}), a
+ * repair refuses any image in use. The check and its report are {@link Qcow2Check}'s; this command
+ * picks the format, prints the report in the chosen output format and passes the exit code on.
  */
 @Command(name = "check", mixinStandardHelpOptions = true, description = "Check an image for consistency.")
 final class CheckCommand extends ImgSubcommand {
@@ -53,6 +54,7 @@ final class CheckCommand extends ImgSubcommand {
             throw new ImgFailure("--force-share/-U is not allowed when repairing");
         }
         String fmt = format;
+        Qcow2CheckResult result;
         try (BlockGraph graph = Drivers.newGraph()) {
             if (fmt == null) {
                 try {
@@ -68,8 +70,14 @@ final class CheckCommand extends ImgSubcommand {
                     throw new ImgFailure(NOT_SUPPORTED, "This image format does not support checks");
                 }
             }
+            // the check reads (and a repair writes) through the image's file node, which holds the
+            // image lock a qcow2 node would: a repair needs the image to itself
+            OpenFlags flags =
+                    mode == Qcow2Check.RepairMode.NONE ? new OpenFlags(true, forceShare) : OpenFlags.READ_WRITE;
+            try (BlockNode file = Images.openFile(graph, filename, flags)) {
+                result = Qcow2Check.run(file.driver(), filename, mode, Qcow2Check.defaultMemoryBudget());
+            }
         }
-        Qcow2CheckResult result = Qcow2Check.run(Path.of(filename), filename, mode, Qcow2Check.defaultMemoryBudget());
         if (!quiet && result.completed()) {
             if (json) {
                 out().println(QemuJson.pretty(result.toJsonMap()));

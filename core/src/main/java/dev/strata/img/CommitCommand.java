@@ -11,7 +11,6 @@ import dev.strata.block.qcow2.Qcow2Driver;
 import dev.strata.block.qcow2.Qcow2Header;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.file.Path;
 import java.util.List;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -62,26 +61,32 @@ final class CommitCommand extends ImgSubcommand {
         Qcow2Create.Options recreate;
         String basePath;
         String baseFormat;
-        try (BlockGraph graph = Drivers.newGraph();
-                BlockNode top = Images.open(graph, filename, format, OpenFlags.READ_ONLY, false, err())) {
-            FormatFacts facts = FormatFacts.of(top);
-            if (facts.backing() == null) {
-                throw new ImgFailure("Image does not have a backing file");
-            }
-            basePath = ImageInfo.fullBackingFilename(filename, facts.backing().filename());
-            baseFormat = facts.backing().format();
-            recreate = keep ? null : recreateOptions(top);
-            try (BlockNode base = openBase(graph, basePath, baseFormat)) {
-                if (base.length() < top.length()) {
-                    throw new ImgFailure("Strata cannot grow the backing file '" + basePath + "' (" + base.length()
-                            + " bytes) to the image's size (" + top.length() + " bytes)");
+        try (BlockGraph graph = Drivers.newGraph()) {
+            // read-write, as qemu-img commit opens it: the image lock keeps every other writer and
+            // reader out until the overlay has been emptied
+            try (BlockNode top = Images.open(graph, filename, format, OpenFlags.READ_WRITE, false, err())) {
+                FormatFacts facts = FormatFacts.of(top);
+                if (facts.backing() == null) {
+                    throw new ImgFailure("Image does not have a backing file");
                 }
-                copyLayer(top, base);
-                base.flush();
+                basePath =
+                        ImageInfo.fullBackingFilename(filename, facts.backing().filename());
+                baseFormat = facts.backing().format();
+                recreate = keep ? null : recreateOptions(top);
+                try (BlockNode base = openBase(graph, basePath, baseFormat)) {
+                    if (base.length() < top.length()) {
+                        throw new ImgFailure("Strata cannot grow the backing file '" + basePath + "' (" + base.length()
+                                + " bytes) to the image's size (" + top.length() + " bytes)");
+                    }
+                    copyLayer(top, base);
+                    base.flush();
+                }
             }
-        }
-        if (recreate != null) {
-            Qcow2Create.create(Path.of(filename), recreate);
+            if (recreate != null) {
+                // emptied by creating it anew: the create takes the image lock again, so a process
+                // that opened the overlay in the moment between fails this, and loses nothing
+                Qcow2Create.create(graph, filename, recreate);
+            }
         }
         if (!quiet) {
             out().println("Image committed.");

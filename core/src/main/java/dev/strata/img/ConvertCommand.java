@@ -128,7 +128,7 @@ final class ConvertCommand extends ImgSubcommand {
                 throw new ImgFailure("Compression not supported for this file format");
             }
             if (!noCreate) {
-                createTarget(ImageCreation.roundUp512(size));
+                createTarget(graph, ImageCreation.roundUp512(size));
             } else if (backingFile != null) {
                 throw new ImgFailure("-B has no effect when skipping image creation");
             }
@@ -178,7 +178,7 @@ final class ConvertCommand extends ImgSubcommand {
         return 0;
     }
 
-    private void createTarget(long size) throws ImgFailure {
+    private void createTarget(BlockGraph graph, long size) throws ImgFailure {
         CreateOptions options;
         try {
             options = CreateOptions.parse(targetFormat, optionLists);
@@ -202,7 +202,7 @@ final class ConvertCommand extends ImgSubcommand {
         }
         options.set("size", Long.toString(size));
         try {
-            ImageCreation.create(targetFormat, target, size, options, true);
+            ImageCreation.create(graph, targetFormat, target, size, options, true);
         } catch (IOException | IllegalArgumentException e) {
             String msg = e instanceof BlockException || e instanceof IllegalArgumentException
                     ? e.getMessage()

@@ -91,8 +91,8 @@ final class CreateCommand extends ImgSubcommand {
             out().println(options.formattingLine(filename));
             out().flush();
         }
-        try {
-            ImageCreation.create(format, filename, size, options, !unsafe);
+        try (BlockGraph graph = Drivers.newGraph()) {
+            ImageCreation.create(graph, format, filename, size, options, !unsafe);
         } catch (java.io.IOException | IllegalArgumentException e) {
             throw new ImgFailure(filename + ": " + e.getMessage());
         }

@@ -1,66 +1,48 @@
 package dev.strata.img;
 
 import dev.strata.block.BlockException;
+import dev.strata.block.BlockGraph;
+import dev.strata.block.BlockNode;
+import dev.strata.block.BlockOptions;
 import dev.strata.block.qcow2.Qcow2Create;
-import java.io.FileNotFoundException;
+import dev.strata.block.qcow2.Qcow2Driver;
+import dev.strata.block.raw.RawDriver;
 import java.io.IOException;
-import java.io.RandomAccessFile;
-import java.nio.ByteBuffer;
-import java.nio.file.Path;
 
 /**
- * Makes new image files: raw through the host file system, qcow2 through the qcow2 driver's
- * create entry point. Options were checked by {@link CreateOptions}; sizes are final here.
+ * Makes new image files for {@code strata img create}: raw and qcow2 through their drivers' create
+ * entry points, which create the host file through the block layer (refusing a file in use). Options were checked by {@link CreateOptions}; sizes are final here.
  */
 final class ImageCreation {
-    /** qemu-img allocates this much at the start of a new raw file so alignment probing works. */
-    private static final int RAW_FIRST_BLOCK = 4096;
-
     private ImageCreation() {}
 
     /**
      * Creates (or empties and resizes) {@code filename} as an image of {@code size} bytes. With
      * {@code openBacking} false a backing file is only named, never opened (qemu-img create -u).
      */
-    static void create(String format, String filename, long size, CreateOptions options, boolean openBacking)
+    static void create(
+            BlockGraph graph, String format, String filename, long size, CreateOptions options, boolean openBacking)
             throws IOException {
         switch (format) {
-            case "raw" -> createRaw(filename, size, options);
-            case "qcow2" -> createQcow2(filename, size, options, openBacking);
+            case "raw" -> createRaw(graph, filename, size, options);
+            case "qcow2" -> createQcow2(graph, filename, size, options, openBacking);
             default -> throw new BlockException("Format driver '" + format + "' does not support image creation");
         }
     }
 
-    private static void createRaw(String filename, long size, CreateOptions options) throws IOException {
+    private static void createRaw(BlockGraph graph, String filename, long size, CreateOptions options)
+            throws IOException {
         String prealloc = options.get("preallocation").orElse("off");
         if (!prealloc.equals("off")) {
             throw new BlockException(
                     "Unsupported preallocation mode '" + prealloc + "' for raw (Strata supports off)",
                     BlockException.ENOTSUP);
         }
-        // QEMU sizes a raw file in whole 512-byte sectors
-        long fileSize = roundUp512(size);
-        try (RandomAccessFile file = new RandomAccessFile(filename, "rw")) {
-            // empty first (as QEMU does), then grow sparsely with ftruncate
-            file.setLength(0);
-            file.setLength(fileSize);
-            int first = (int) Math.min(RAW_FIRST_BLOCK, fileSize);
-            if (first > 0) {
-                file.getChannel().write(ByteBuffer.allocate(first), 0);
-            }
-        } catch (FileNotFoundException e) {
-            throw new BlockException("Could not create '" + filename + "': " + reason(e));
-        }
+        RawDriver.create(graph, filename, size);
     }
 
-    /** The reason part of a FileNotFoundException's message ("x (No such file or directory)"). */
-    private static String reason(FileNotFoundException e) {
-        String m = String.valueOf(e.getMessage());
-        int open = m.lastIndexOf(" (");
-        return open >= 0 && m.endsWith(")") ? m.substring(open + 2, m.length() - 1) : m;
-    }
-
-    private static void createQcow2(String filename, long size, CreateOptions options, boolean openBacking)
+    private static void createQcow2(
+            BlockGraph graph, String filename, long size, CreateOptions options, boolean openBacking)
             throws IOException {
         long clusterSize = Long.parseLong(options.getOrDefault("cluster_size"));
         if (clusterSize > Integer.MAX_VALUE) {
@@ -82,9 +64,14 @@ final class ImageCreation {
                 Qcow2Create.Preallocation.parse(options.get("preallocation").orElse("off")),
                 options.bool("lazy_refcounts"),
                 options.get("compat").orElse("1.1"));
-        Qcow2Create.create(Path.of(filename), o);
+        Qcow2Create.create(graph, filename, o);
         if (nameLater) {
-            BackingFileChange.apply(filename, backing, backingFormat);
+            try (BlockNode node = graph.add(BlockOptions.empty()
+                    .put("driver", "qcow2")
+                    .put("backing", null)
+                    .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename)))) {
+                ((Qcow2Driver) node.driver()).changeBackingFile(backing, backingFormat);
+            }
         }
     }
 

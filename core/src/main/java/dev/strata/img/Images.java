@@ -64,6 +64,22 @@ final class Images {
         }
     }
 
+    /**
+     * Opens the file node alone ("file" driver, no format above it), with the image lock {@code
+     * flags} call for: for commands that work on the bytes of a format themselves (the check).
+     */
+    static BlockNode openFile(BlockGraph graph, String filename, OpenFlags flags) throws ImgFailure {
+        try {
+            return graph.add(BlockOptions.empty()
+                    .put("driver", "file")
+                    .put("filename", filename)
+                    .put("read-only", flags.readOnly())
+                    .put("force-share", flags.forceShare()));
+        } catch (IOException e) {
+            throw new ImgFailure("Could not open '" + filename + "': " + e.getMessage());
+        }
+    }
+
     /** Formats whose images may name a backing file. */
     static boolean supportsBacking(String format) {
         return format.equals("qcow2");

@@ -5,6 +5,7 @@ import dev.strata.block.BlockNode;
 import dev.strata.block.Extent;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
+import dev.strata.block.qcow2.Qcow2Driver;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
@@ -68,25 +69,25 @@ final class RebaseCommand extends ImgSubcommand {
             if (backingFormat != null && !graph.hasDriver(backingFormat)) {
                 throw new ImgFailure("Invalid format name: '" + backingFormat + "'");
             }
-            String fmt;
             try (BlockNode node = Images.open(graph, filename, format, OpenFlags.READ_WRITE, !unsafe, err())) {
-                fmt = node.driverName();
                 if (!unsafe) {
                     copyDifferences(graph, node, newBacking);
                 }
-            }
-            if (!Images.supportsBacking(fmt)) {
-                throw new ImgFailure(
-                        "Could not change the backing file to '" + backingFile + "': Operation not supported");
-            }
-            if (newBacking != null && backingFormat == null) {
-                throw new ImgFailure(
-                        "Could not change the backing file to '" + backingFile + "': backing format must be specified");
-            }
-            try {
-                BackingFileChange.apply(filename, newBacking, newBacking == null ? null : backingFormat);
-            } catch (IOException e) {
-                throw new ImgFailure("Could not change the backing file to '" + backingFile + "': " + e.getMessage());
+                if (!(node.driver() instanceof Qcow2Driver qcow2)) {
+                    throw new ImgFailure(
+                            "Could not change the backing file to '" + backingFile + "': Operation not supported");
+                }
+                if (newBacking != null && backingFormat == null) {
+                    throw new ImgFailure("Could not change the backing file to '" + backingFile
+                            + "': backing format must be specified");
+                }
+                // written through the node that holds the image lock, before the lock is let go
+                try {
+                    qcow2.changeBackingFile(newBacking, newBacking == null ? null : backingFormat);
+                } catch (IOException e) {
+                    throw new ImgFailure(
+                            "Could not change the backing file to '" + backingFile + "': " + e.getMessage());
+                }
             }
         }
         return 0;

@@ -173,7 +173,7 @@ class BlockNodeTest {
         // a transaction drains every node, children first: a guest write already in flight on the
         // qcow2 node must still reach the file child, or draining the qcow2 node waits forever
         Path image = dir.resolve("nested.qcow2");
-        dev.strata.block.qcow2.Qcow2Create.create(image, dev.strata.block.qcow2.Qcow2Create.Options.of(8 << 20));
+        dev.strata.testing.TestImages.createQcow2(image, dev.strata.block.qcow2.Qcow2Create.Options.of(8 << 20));
         try (BlockGraph graph = Drivers.newGraph();
                 BlockNode node = graph.openImage(image.toString(), "qcow2", OpenFlags.READ_WRITE)) {
             BlockNode file = node.file().orElseThrow();

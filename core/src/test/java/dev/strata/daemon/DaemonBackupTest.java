@@ -7,6 +7,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.strata.qmp.QmpClient;
 import dev.strata.testing.FaultyDisk;
 import dev.strata.testing.Interop;
+import dev.strata.testing.LockHolder;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -442,6 +443,31 @@ class DaemonBackupTest {
         assertThat(Files.exists(dir.resolve("t.qcow2"))).isTrue();
     }
 
+    /**
+     * drive-backup creates its target through the block layer, which takes the image lock: a target
+     * file another process has open is refused as qemu-storage-daemon 7.2 refuses it (its words,
+     * checked by hand: "Failed to get \"write\" lock"), and not touched.
+     */
+    @Test
+    void aTargetFileInUseIsRefusedUnchanged() throws Exception {
+        Interop.require("qemu-img", "qemu-io");
+        Path t = dir.resolve("busy.qcow2");
+        Interop.qemuImg("create", "-q", "-f", "qcow2", t.toString(), "1M").assertOk();
+        byte[] before = Files.readAllBytes(t);
+        try (LockHolder holder = LockHolder.start(t, "qemu-io", "-f", "qcow2", t.toString())) {
+            for (String format : List.of("qcow2", "raw")) {
+                assertThat(QmpClient.errorOf(qmp.execute(
+                                "drive-backup",
+                                args("device", "drive0", "target", t.toString(), "sync", "full", "format", format))))
+                        .as(format)
+                        .isEqualTo("GenericError: Failed to get \"write\" lock");
+            }
+            assertThat(holder.alive()).isTrue();
+        }
+        assertThat(Files.readAllBytes(t)).isEqualTo(before);
+        assertThat(qmp.ok("query-named-block-nodes", Map.of()).toString()).doesNotContain(t.toString());
+    }
+
     @Test
     void refusalsInQemusWords() throws Exception {
         qmp.ok("block-dirty-bitmap-add", args("node", "drive0", "name", "b"));
@@ -505,7 +531,7 @@ class DaemonBackupTest {
                                 "properties",
                                 args("completion-mode", "grouped")))))
                 .isEqualTo(
-                        "GenericError: Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped");
+                        "GenericError: Action 'block-dirty-bitmap-add' does not support Transaction property completion-mode = grouped");
         f.createQcow2("t0.qcow2", null);
         qmp.ok(
                 "blockdev-add",

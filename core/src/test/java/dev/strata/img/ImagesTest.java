@@ -7,6 +7,7 @@ import dev.strata.block.BlockNode;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.block.qcow2.Qcow2Create;
+import dev.strata.testing.TestImages;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Path;
@@ -21,7 +22,7 @@ class ImagesTest {
     @Test
     void unsafeCacheMakesEveryLayerSkipFlushes() throws Exception {
         Path image = dir.resolve("a.qcow2");
-        Qcow2Create.create(image, Qcow2Create.Options.of(1 << 20));
+        TestImages.createQcow2(image, Qcow2Create.Options.of(1 << 20));
         PrintWriter err = new PrintWriter(new StringWriter());
         for (boolean unsafe : new boolean[] {true, false}) {
             try (BlockGraph graph = Drivers.newGraph();

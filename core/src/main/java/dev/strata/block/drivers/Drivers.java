@@ -17,6 +17,7 @@ public final class Drivers {
                 .register("raw", RawDriver::open)
                 .register("qcow2", Qcow2Driver::open, Qcow2Driver::probe)
                 .register("null-co", NullDriver::open)
-                .register("blkdebug", BlkdebugDriver::open);
+                .register("blkdebug", BlkdebugDriver::open)
+                .registerFileCreator(FileDriver::create);
     }
 }

@@ -152,6 +152,15 @@ public final class FileDriver implements BlockDriver, FileBacked, HostFile {
         return new FileDriver(filename, o.channel(), o.fd(), flags.readOnly(), o.locked());
     }
 
+    /**
+     * QEMU's file create: makes {@code filename} an empty file of {@code size} bytes (sparse),
+     * creating it if missing, under the image lock QEMU's create takes, so that a file another
+     * process or node holds is refused unchanged ("Failed to get \"write\" lock").
+     */
+    public static void create(String filename, long size) throws IOException {
+        FileOpening.create(filename, size);
+    }
+
     @Override
     public String format() {
         return "file";

@@ -33,6 +33,7 @@ final class FileOpening {
      *     \"write\" lock" and, on the next line, "Is another process using the image [x]?")
      */
     static Opened open(String filename, OpenFlags flags, FileDriver.Locking locking) throws IOException {
+        refuseNul(filename);
         if (!Posix.AVAILABLE) {
             if (locking == FileDriver.Locking.ON) {
                 throw lockingUnavailable(filename);
@@ -68,6 +69,55 @@ final class FileOpening {
         } catch (IOException | RuntimeException e) {
             closeQuietly(fd);
             throw e;
+        }
+    }
+
+    /**
+     * QEMU's file create: opens {@code filename}, creating it (mode 0644 before the umask) if it is
+     * missing, takes {@link ImageLock#forCreate the create lock}, empties the file and sizes it to
+     * {@code size} bytes (sparse), then closes it. An image in use by anyone who does not share
+     * write is refused before a byte of it changes.
+     *
+     * @throws BlockException "Could not create 'x': reason" for a file that cannot be opened or
+     *     created, QEMU's lock-conflict text for a file in use
+     */
+    static void create(String filename, long size) throws IOException {
+        refuseNul(filename);
+        if (!Posix.AVAILABLE) {
+            try (FileChannel ch = FileChannel.open(
+                    Path.of(filename), StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+                ch.truncate(0);
+                if (size > 0) {
+                    ch.write(java.nio.ByteBuffer.allocate(1), size - 1);
+                }
+            }
+            return;
+        }
+        int fd;
+        try {
+            fd = Posix.open(filename, Posix.O_RDWR | Posix.O_CREAT, 0644);
+        } catch (BlockException e) {
+            throw new BlockException("Could not create '" + filename + "': " + Posix.strerror(e.errno()), e.errno());
+        }
+        try {
+            if (!Posix.fstat(fd).isRegularFile()) {
+                throw new BlockException(
+                        "'file' driver requires '" + filename + "' to be a regular file", BlockException.EINVAL);
+            }
+            if (ImageLock.supported(fd)) {
+                ImageLock.forCreate().acquire(fd, filename);
+            }
+            Posix.ftruncate(fd, 0);
+            Posix.ftruncate(fd, size);
+        } finally {
+            closeQuietly(fd);
+        }
+    }
+
+    /** A name with a NUL byte cannot reach the kernel whole: refused, never cut short at the NUL. */
+    private static void refuseNul(String filename) throws BlockException {
+        if (filename.indexOf('\0') >= 0) {
+            throw new BlockException("Could not open '" + filename + "': Invalid argument", BlockException.EINVAL);
         }
     }
 

@@ -40,6 +40,7 @@ import java.util.Set;
  *   read-write            consistent read, write, resize     write, resize
  *   read-only             consistent read                    write, resize
  *   read-only, -U         consistent read                    nothing (force-share)
+ *   creating the file     write, resize                      resize
  * </pre>
  *
  * QEMU 7.2 has four permission bits; older releases also locked byte 104/204 for a fifth
@@ -93,6 +94,16 @@ record ImageLock(Set<Permission> permissions, Set<Permission> unshared) {
         Set<Permission> unshared =
                 flags.forceShare() ? EnumSet.noneOf(Permission.class) : EnumSet.of(Permission.WRITE, Permission.RESIZE);
         return new ImageLock(perms, unshared);
+    }
+
+    /**
+     * The lock QEMU's file create takes while it empties and sizes a file: write and resize, and
+     * everything but resize shared. A creator thus fails against anyone who holds the image
+     * without sharing write (every writer, and every reader that is not force-sharing), and two
+     * creators of one file fail against each other.
+     */
+    static ImageLock forCreate() {
+        return new ImageLock(EnumSet.of(Permission.WRITE, Permission.RESIZE), EnumSet.of(Permission.RESIZE));
     }
 
     /**

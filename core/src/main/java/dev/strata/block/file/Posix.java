@@ -36,6 +36,9 @@ final class Posix {
 
     static final int O_RDONLY = 0;
     static final int O_RDWR = 2;
+    /** O_CREAT on Linux (x86-64 and aarch64 alike). */
+    static final int O_CREAT = 0100;
+
     static final int O_CLOEXEC = 0x80000;
 
     static final int F_OFD_GETLK = 36;
@@ -260,8 +263,13 @@ final class Posix {
 
     /** Opens {@code path} with {@code flags} (O_CLOEXEC is added); returns the new descriptor. */
     static int open(String path, int flags) throws BlockException {
+        return open(path, flags, 0);
+    }
+
+    /** {@link #open(String, int)} with the permission bits a file it creates gets (before the umask). */
+    static int open(String path, int flags, int mode) throws BlockException {
         return (int) call("open", false, (arena, state) ->
-                (int) Open.HANDLE.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0));
+                (int) Open.HANDLE.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, mode));
     }
 
     static void close(int fd) throws BlockException {

@@ -1,8 +1,8 @@
 package dev.strata.block.qcow2;
 
+import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
 import java.io.IOException;
-import java.nio.file.Path;
 import java.util.List;
 
 /**
@@ -46,26 +46,33 @@ public final class Qcow2Check {
         return Math.min(Runtime.getRuntime().maxMemory() / 2, 4L << 30);
     }
 
-    /** Checks {@code image}, reporting it under its path as given. */
-    public static Qcow2CheckResult run(Path image, RepairMode mode) {
-        return run(image, image.toString(), mode, defaultMemoryBudget());
-    }
-
     /**
-     * Checks {@code image}, reporting it as {@code filename} (the name the user typed), with at most
-     * {@code memoryBudget} bytes for the computed refcounts.
+     * Checks the image in {@code file}, reporting it as {@code filename} (the name the user typed),
+     * with at most {@code memoryBudget} bytes for the computed refcounts. {@code file} is the image's
+     * file node's driver, opened by the caller through the block layer (and so holding the image
+     * lock that the mode needs: read-only to check, read-write to repair); the check never opens
+     * the file itself and leaves {@code file} open.
      */
-    public static Qcow2CheckResult run(Path image, String filename, RepairMode mode, long memoryBudget) {
-        return run(image, filename, mode, memoryBudget, Qcow2CheckImage.Writes.UNLIMITED);
+    public static Qcow2CheckResult run(BlockDriver file, String filename, RepairMode mode, long memoryBudget) {
+        return run(file, filename, mode, memoryBudget, Qcow2CheckImage.Writes.UNLIMITED);
     }
 
-    /** {@link #run(Path, String, RepairMode, long)} with the repair's writes counted (and limited, in tests). */
+    /** {@link #run(BlockDriver, String, RepairMode, long)} with the repair's writes counted (and limited, in tests). */
     static Qcow2CheckResult run(
-            Path image, String filename, RepairMode mode, long memoryBudget, Qcow2CheckImage.Writes writes) {
+            BlockDriver file, String filename, RepairMode mode, long memoryBudget, Qcow2CheckImage.Writes writes) {
+        if (mode != RepairMode.NONE && file.readOnly()) {
+            return Qcow2CheckResult.failed(
+                    filename,
+                    "Could not open '" + filename + "': the image is open read-only",
+                    0,
+                    0,
+                    false,
+                    new Qcow2CheckLog());
+        }
         Qcow2CheckLog log = new Qcow2CheckLog();
         Qcow2CheckTally first;
         try {
-            first = pass(image, filename, mode, memoryBudget, log, writes);
+            first = pass(file, filename, mode, memoryBudget, log, writes);
         } catch (OpenFailure e) {
             return Qcow2CheckResult.failed(filename, e.getMessage(), 0, 0, false, log);
         } catch (IOException e) {
@@ -76,7 +83,7 @@ public final class Qcow2Check {
         }
         Qcow2CheckTally second;
         try {
-            second = pass(image, filename, RepairMode.NONE, memoryBudget, log, writes);
+            second = pass(file, filename, RepairMode.NONE, memoryBudget, log, writes);
         } catch (IOException e) {
             String why = e instanceof OpenFailure ? e.getMessage() : checkFailed(e);
             return Qcow2CheckResult.failed(filename, why, first.corruptionsFixed, first.leaksFixed, true, log);
@@ -120,7 +127,7 @@ public final class Qcow2Check {
     }
 
     private static Qcow2CheckTally pass(
-            Path image,
+            BlockDriver file,
             String filename,
             RepairMode mode,
             long memoryBudget,
@@ -129,7 +136,7 @@ public final class Qcow2Check {
             throws IOException {
         Qcow2CheckImage img;
         try {
-            img = Qcow2CheckOpen.open(image, filename, mode != RepairMode.NONE, log, writes);
+            img = Qcow2CheckOpen.open(file, filename, mode != RepairMode.NONE, log, writes);
         } catch (IOException e) {
             throw new OpenFailure(e.getMessage(), e);
         }

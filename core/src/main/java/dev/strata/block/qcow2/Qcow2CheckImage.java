@@ -1,11 +1,11 @@
 package dev.strata.block.qcow2;
 
+import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
 import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -83,7 +83,9 @@ final class Qcow2CheckImage implements Closeable {
 
     // set at open, never changed
     final String filename;
-    final FileChannel channel;
+    /** The image's file node's driver: owned by the caller, which closes it. */
+    final BlockDriver file;
+
     final boolean writable;
     final int clusterBits;
     final int clusterSize;
@@ -119,20 +121,15 @@ final class Qcow2CheckImage implements Closeable {
     private final Set<Long> dirtyRefblocks = new HashSet<>();
 
     Qcow2CheckImage(
-            String filename,
-            FileChannel channel,
-            boolean writable,
-            Qcow2Header header,
-            Qcow2CheckLog log,
-            Writes writes)
+            String filename, BlockDriver file, boolean writable, Qcow2Header header, Qcow2CheckLog log, Writes writes)
             throws IOException {
         this.writes = writes;
         this.filename = filename;
-        this.channel = channel;
+        this.file = file;
         this.writable = writable;
         this.header = header;
         this.log = log;
-        this.fileLength = channel.size();
+        this.fileLength = file.length();
         this.version = header.version();
         this.clusterBits = header.clusterBits();
         this.clusterSize = 1 << clusterBits;
@@ -195,13 +192,10 @@ final class Qcow2CheckImage implements Closeable {
      */
     void read(long offset, ByteBuffer dst) throws IOException {
         checkRequest(offset, dst.remaining());
-        long pos = offset;
-        while (dst.hasRemaining() && pos < fileLength) {
-            int n = channel.read(dst, pos);
-            if (n < 0) {
-                break;
-            }
-            pos += n;
+        if (offset < fileLength) {
+            int inFile = (int) Math.min(dst.remaining(), fileLength - offset);
+            file.read(offset, dst.slice(dst.position(), inFile));
+            dst.position(dst.position() + inFile);
         }
         while (dst.hasRemaining()) {
             dst.put(ZEROS, 0, Math.min(ZEROS.length, dst.remaining()));
@@ -226,12 +220,8 @@ final class Qcow2CheckImage implements Closeable {
             throw new BlockException("image opened read-only", BlockException.EPERM);
         }
         writes.next();
-        ByteBuffer src = ByteBuffer.wrap(data, from, length);
-        long pos = offset;
-        while (src.hasRemaining()) {
-            pos += channel.write(src, pos);
-        }
-        fileLength = Math.max(fileLength, pos);
+        file.write(offset, ByteBuffer.wrap(data, from, length));
+        fileLength = Math.max(fileLength, offset + length);
     }
 
     void writeLong(long offset, long value) throws IOException {
@@ -251,7 +241,7 @@ final class Qcow2CheckImage implements Closeable {
 
     void sync() throws IOException {
         if (writable) {
-            channel.force(true);
+            file.flush();
         }
     }
 
@@ -408,12 +398,8 @@ final class Qcow2CheckImage implements Closeable {
 
     @Override
     public void close() throws IOException {
-        try {
-            if (writable) {
-                flushRefcounts();
-            }
-        } finally {
-            channel.close();
+        if (writable) {
+            flushRefcounts();
         }
     }
 }

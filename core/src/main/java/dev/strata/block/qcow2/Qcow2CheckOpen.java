@@ -1,14 +1,11 @@
 package dev.strata.block.qcow2;
 
+import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 
 /**
  * Opens an image for checking the way QEMU's qcow2 driver opens it in check mode: the same header
@@ -31,45 +28,35 @@ final class Qcow2CheckOpen {
 
     private Qcow2CheckOpen() {}
 
+    /**
+     * Reads and checks the header of the image in {@code file} (its file node's driver, opened and
+     * locked by the caller, who also closes it).
+     */
     static Qcow2CheckImage open(
-            Path path, String filename, boolean writable, Qcow2CheckLog log, Qcow2CheckImage.Writes writes)
+            BlockDriver file, String filename, boolean writable, Qcow2CheckLog log, Qcow2CheckImage.Writes writes)
             throws IOException {
         String prefix = "Could not open '" + filename + "': ";
-        FileChannel ch;
+        Path path = Path.of(filename);
+        checkBeforeParse(file, prefix);
+        Qcow2Header h;
         try {
-            ch = writable
-                    ? FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
-                    : FileChannel.open(path, StandardOpenOption.READ);
-        } catch (NoSuchFileException e) {
-            throw new BlockException(prefix + "No such file or directory");
-        } catch (AccessDeniedException e) {
-            throw new BlockException(prefix + "Permission denied", BlockException.EPERM);
-        }
-        try {
-            checkBeforeParse(ch, prefix);
-            Qcow2Header h;
-            try {
-                h = Qcow2Header.parse(ch);
-            } catch (BlockException e) {
-                if (!e.getMessage().startsWith("Invalid qcow2 header extension")) {
-                    throw new BlockException(prefix + e.getMessage(), e.errno());
-                }
-                // QEMU reads the extensions only after checking the fixed fields: report those first
-                checkHeader(fixedFieldsOnly(ch, prefix), prefix);
-                throw new BlockException(prefix + "Header extension too large", BlockException.EINVAL);
+            h = Qcow2Header.read(file::read, file.length());
+        } catch (BlockException e) {
+            if (!e.getMessage().startsWith("Invalid qcow2 header extension")) {
+                throw new BlockException(prefix + e.getMessage(), e.errno());
             }
-            checkHeader(h, prefix);
-            Qcow2CheckImage img = new Qcow2CheckImage(filename, ch, writable, h, log, writes);
-            checkEncryption(h, prefix, false);
-            checkExtensions(img, prefix);
-            checkDataFile(h, path, filename, prefix);
-            checkEncryption(h, prefix, true);
-            checkBackingFile(h, path, filename, prefix);
-            return img;
-        } catch (IOException | RuntimeException e) {
-            ch.close();
-            throw e;
+            // QEMU reads the extensions only after checking the fixed fields: report those first
+            checkHeader(fixedFieldsOnly(file, prefix), prefix);
+            throw new BlockException(prefix + "Header extension too large", BlockException.EINVAL);
         }
+        checkHeader(h, prefix);
+        Qcow2CheckImage img = new Qcow2CheckImage(filename, file, writable, h, log, writes);
+        checkEncryption(h, prefix, false);
+        checkExtensions(img, prefix);
+        checkDataFile(h, path, filename, prefix);
+        checkEncryption(h, prefix, true);
+        checkBackingFile(h, path, filename, prefix);
+        return img;
     }
 
     /**
@@ -77,9 +64,8 @@ final class Qcow2CheckOpen {
      * offset past the first cluster is refused early, a name longer than the cluster holds is "too
      * long" rather than "misplaced".
      */
-    private static void checkBeforeParse(FileChannel ch, String prefix) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(Qcow2Header.V3_HEADER_LENGTH);
-        ch.read(b, 0);
+    private static void checkBeforeParse(BlockDriver ch, String prefix) throws IOException {
+        ByteBuffer b = readHead(ch, Qcow2Header.V3_HEADER_LENGTH);
         if (b.position() < Qcow2Header.V2_HEADER_LENGTH || b.getInt(0) != Qcow2Header.MAGIC) {
             return;
         }
@@ -119,18 +105,27 @@ final class Qcow2CheckOpen {
      * The fixed header fields alone, for an image whose extension area cannot be parsed: the
      * header is parsed from a copy that ends where the extensions begin and names no backing file.
      */
-    private static Qcow2Header fixedFieldsOnly(FileChannel ch, String prefix) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(Qcow2Header.V3_HEADER_LENGTH);
-        ch.read(b, 0);
+    private static Qcow2Header fixedFieldsOnly(BlockDriver ch, String prefix) throws IOException {
+        ByteBuffer b = readHead(ch, Qcow2Header.V3_HEADER_LENGTH);
         int length = b.getInt(4) == 3 ? b.getInt(100) : Qcow2Header.V2_HEADER_LENGTH;
-        ByteBuffer fixed = ByteBuffer.allocate(length);
-        ch.read(fixed, 0);
+        ByteBuffer fixed = readHead(ch, length);
         fixed.putLong(8, 0).putInt(16, 0).flip();
         try {
             return Qcow2Header.parse(fixed);
         } catch (BlockException e) {
             throw new BlockException(prefix + e.getMessage(), e.errno());
         }
+    }
+
+    /**
+     * The first {@code length} bytes of the file, or all of a shorter file: the buffer's position is
+     * the number of bytes the file had.
+     */
+    private static ByteBuffer readHead(BlockDriver file, int length) throws IOException {
+        int n = (int) Math.min(length, file.length());
+        ByteBuffer b = ByteBuffer.allocate(length);
+        file.read(0, b.slice(0, n));
+        return b.position(n);
     }
 
     /** The header field checks of QEMU's open, up to reading the L1 table, in QEMU's order. */

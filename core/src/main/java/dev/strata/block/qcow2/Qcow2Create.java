@@ -1,18 +1,15 @@
 package dev.strata.block.qcow2;
 
+import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
+import dev.strata.block.BlockOptions;
 import dev.strata.block.OpenContext;
-import dev.strata.block.OpenFlags;
-import dev.strata.block.drivers.Drivers;
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -100,8 +97,14 @@ public final class Qcow2Create {
             new Qcow2Header.FeatureName(2, 0, "bitmaps"),
             new Qcow2Header.FeatureName(2, 1, "raw external data"));
 
-    /** Creates (or overwrites) the image at {@code path}. */
-    public static void create(Path path, Options o) throws IOException {
+    /**
+     * Creates (or overwrites) the image {@code filename}, as QEMU does over a file node: the host
+     * file is created (or emptied) through {@link BlockGraph#createFile}, which refuses a file in
+     * use, then opened as a file node through {@code graph} (not joining it), with its image lock,
+     * and formatted through it; a backing file is opened through {@code graph} to check it and take its size.
+     */
+    public static void create(BlockGraph graph, String filename, Options o) throws IOException {
+        Path path = Path.of(filename);
         int cs = o.clusterSize();
         if (cs < 512 || cs > (2 << 20) || Integer.bitCount(cs) != 1) {
             throw new BlockException(
@@ -119,7 +122,7 @@ public final class Qcow2Create {
         }
         long size = o.size();
         if (o.backingFile() != null) {
-            long backingSize = backingSize(path, o.backingFile(), o.backingFormat());
+            long backingSize = backingSize(graph, path, o.backingFile(), o.backingFormat());
             if (size < 0) {
                 size = backingSize;
             }
@@ -190,55 +193,54 @@ public final class Qcow2Create {
                 exts,
                 o.backingFile());
 
-        try (FileChannel ch = FileChannel.open(
-                path, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-            writeFully(ch, ByteBuffer.wrap(header.encode()), 0);
+        graph.createFile(filename, 0);
+        BlockOptions fileOptions = BlockOptions.empty().put("driver", "file").put("filename", filename);
+        try (BlockNode fileNode = graph.openDetached(fileOptions)) {
+            BlockDriver file = fileNode.driver();
+            file.write(0, ByteBuffer.wrap(header.encode()));
             ByteBuffer table = ByteBuffer.allocate((int) (r * cs));
             for (int j = 0; j < blocks; j++) {
                 table.putLong(8 * j, blockOffsets[j]);
             }
-            writeFully(ch, table, reftableOffset);
+            file.write(reftableOffset, table);
             for (int j = 0; j < blocks; j++) {
                 ByteBuffer b = ByteBuffer.allocate(cs);
                 for (long c = j * blockEntries; c < Math.min(total, (j + 1) * blockEntries); c++) {
                     b.putShort((int) (2 * (c - j * blockEntries)), (short) 1);
                 }
-                writeFully(ch, b, blockOffsets[j]);
+                file.write(blockOffsets[j], b);
             }
             if (l1Entries > 0) {
-                writeFully(ch, ByteBuffer.allocate((int) (l1Entries * 8)), l1Offset);
+                file.write(l1Offset, ByteBuffer.allocate((int) (l1Entries * 8)));
             }
+            file.flush();
         }
         if (o.preallocation() == Preallocation.METADATA && size > 0) {
-            long end;
-            try (BlockGraph graph = Drivers.newGraph();
-                    BlockNode node = graph.openImage(path.toString(), "qcow2", OpenFlags.READ_WRITE)) {
-                end = ((Qcow2Driver) node.driver()).preallocateMetadata();
-            }
-            // grown with ftruncate, as qemu-img does, so the data clusters stay holes
-            try (RandomAccessFile f = new RandomAccessFile(path.toFile(), "rw")) {
-                if (f.length() < end) {
-                    f.setLength(end);
-                }
-                f.getFD().sync();
+            try (BlockNode node = graph.openDetached(
+                    BlockOptions.empty().put("driver", "qcow2").put("file", fileOptions))) {
+                ((Qcow2Driver) node.driver()).preallocateMetadata();
             }
         }
     }
 
-    private static long backingSize(Path image, String backingFile, String backingFormat) throws IOException {
+    private static long backingSize(BlockGraph graph, Path image, String backingFile, String backingFormat)
+            throws IOException {
         Path resolved = OpenContext.resolveBacking(image, backingFile);
-        try (BlockGraph graph = Drivers.newGraph()) {
-            if (backingFormat == null) {
-                String detected = graph.probe(resolved.toString());
-                throw new BlockException(
-                        "Backing file specified without backing format\nDetected format of " + detected + ".",
-                        BlockException.EINVAL);
-            }
-            try (BlockNode node = graph.openImage(resolved.toString(), backingFormat, new OpenFlags(true, true))) {
-                return node.length();
-            } catch (BlockException e) {
-                throw new BlockException(e.getMessage() + "\nCould not open backing image.", e.errno());
-            }
+        if (backingFormat == null) {
+            String detected = graph.probe(resolved.toString());
+            throw new BlockException(
+                    "Backing file specified without backing format\nDetected format of " + detected + ".",
+                    BlockException.EINVAL);
+        }
+        BlockOptions backing = BlockOptions.empty()
+                .put("driver", backingFormat)
+                .put("file", BlockOptions.empty().put("driver", "file").put("filename", resolved.toString()))
+                .put("read-only", true)
+                .put("force-share", true);
+        try (BlockNode node = graph.openDetached(backing)) {
+            return node.length();
+        } catch (BlockException e) {
+            throw new BlockException(e.getMessage() + "\nCould not open backing image.", e.errno());
         }
     }
 
@@ -252,12 +254,5 @@ public final class Qcow2Create {
             System.arraycopy(name, 0, t, 48 * i + 2, name.length);
         }
         return t;
-    }
-
-    private static void writeFully(FileChannel ch, ByteBuffer b, long pos) throws IOException {
-        long p = pos;
-        while (b.hasRemaining()) {
-            p += ch.write(b, p);
-        }
     }
 }

@@ -2,17 +2,15 @@ package dev.strata.block.qcow2;
 
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
-import dev.strata.block.FileBacked;
-import java.nio.file.Path;
 import java.util.List;
 
 /**
  * Repairs a qcow2 image whose dirty bit is set before the engine opens it read-write: QEMU's
  * automatic {@code check -r all} in qcow2_do_open.
  *
- * <p>The repair runs on the host file by path, through {@link Qcow2Check}'s own channel, while the
- * file node keeps its image lock; the engine therefore must read nothing it keeps (header, L1 or
- * refcount table) until this returns. Stricter than QEMU, which opens the image even when
+ * <p>The repair runs through the node's own file node, which holds the image lock, so nothing
+ * else can write the file meanwhile; the engine must read nothing it keeps (header, L1 or refcount
+ * table) until this returns. Stricter than QEMU, which opens the image even when
  * corruptions remain (it only fails on check errors): Strata refuses then, because its allocator
  * would trust refcounts the check just called wrong.
  */
@@ -24,16 +22,9 @@ final class Qcow2DirtyRepair {
 
     /** Repairs the image in {@code fileNode}'s file, or throws why the image cannot be opened read-write. */
     static void repair(BlockNode fileNode) throws BlockException {
-        if (!(fileNode.driver() instanceof FileBacked f)) {
-            throw new BlockException(
-                    "Could not repair dirty image: its file node (driver '"
-                            + fileNode.driver().format()
-                            + "') is not a local file; repair it with 'qemu-img check -r all' or open it read-only",
-                    BlockException.ENOTSUP);
-        }
-        String filename = f.filename();
+        String filename = fileNode.filename();
         Qcow2CheckResult r = Qcow2Check.run(
-                Path.of(filename), filename, Qcow2Check.RepairMode.ALL, Qcow2Check.defaultMemoryBudget());
+                fileNode.driver(), filename, Qcow2Check.RepairMode.ALL, Qcow2Check.defaultMemoryBudget());
         if (r.completed() && r.checkErrors() == 0 && r.corruptions() == 0) {
             return;
         }

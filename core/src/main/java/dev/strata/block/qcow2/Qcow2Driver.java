@@ -363,6 +363,41 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         changeBitmaps(h -> bitmapStore.store(h, refcounts, bitmaps));
     }
 
+    /**
+     * QEMU's change of a qcow2 image's backing file (qemu-img rebase, create -u): the header names
+     * {@code backingFile} (null for none) with {@code backingFormat} (null for none). The header
+     * cluster is written whole, the rest of it zeroed, and flushed; the image's data and tables are
+     * not touched, so a torn write can leave only the old or the new name where a sector boundary
+     * falls inside the name (as with QEMU). The backing node already open stays as it is.
+     *
+     * @throws BlockException EINVAL for a name too long, ENOSPC when the header does not fit its cluster
+     */
+    public void changeBackingFile(String backingFile, String backingFormat) throws IOException {
+        if (readOnly) {
+            throw new BlockException("Image is read-only", BlockException.EACCES);
+        }
+        lock.writeLock().lock();
+        try {
+            Qcow2Header updated = header.withBackingFile(backingFile, backingFormat);
+            byte[] encoded;
+            try {
+                encoded = updated.encode();
+            } catch (BlockException e) {
+                // QEMU refuses an over-long name as EINVAL and a header that does not fit as ENOSPC
+                throw e.errno() == BlockException.ENOSPC
+                        ? new BlockException("No space left in the file header", BlockException.ENOSPC)
+                        : new BlockException("Invalid argument", BlockException.EINVAL);
+            }
+            byte[] cluster = new byte[header.clusterSize()];
+            System.arraycopy(encoded, 0, cluster, 0, encoded.length);
+            file.write(0, cluster, 0, cluster.length);
+            file.flush();
+            header = updated;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
     /** A change of the bitmap directory, which returns the header as it then is. */
     @FunctionalInterface
     private interface BitmapChange {
@@ -442,9 +477,17 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         return reader.blockStatus(offset, length);
     }
 
-    /** qemu-img's {@code preallocation=metadata} of a new image ({@link Qcow2Writer#preallocateMetadata}). */
-    long preallocateMetadata() throws IOException {
-        return writer.preallocateMetadata();
+    /**
+     * qemu-img's {@code preallocation=metadata} of a new image ({@link Qcow2Writer#preallocateMetadata}):
+     * then the file is grown (sparsely, as qemu-img's ftruncate) over the last data cluster and flushed.
+     */
+    void preallocateMetadata() throws IOException {
+        long end = writer.preallocateMetadata();
+        flush();
+        if (file.length() < end) {
+            file.truncate(end);
+        }
+        file.flush();
     }
 
     // ---------------------------------------------------------------------------------------

@@ -344,6 +344,35 @@ public record Qcow2Header(
     }
 
     /**
+     * This header naming another backing file (null for none) and format (null for none): as QEMU's
+     * header update writes it, the backing format extension first, every other extension kept in its
+     * order; the name's offset and length are the encoder's to place.
+     */
+    public Qcow2Header withBackingFile(String file, String format) {
+        List<HeaderExtension> exts = new ArrayList<>();
+        if (file != null && format != null) {
+            exts.add(new HeaderExtension(EXT_BACKING_FORMAT, format.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+        }
+        for (HeaderExtension e : extensions) {
+            if (e.type() != EXT_BACKING_FORMAT) {
+                exts.add(e);
+            }
+        }
+        return copy(
+                size,
+                l1Size,
+                l1TableOffset,
+                refcountTableOffset,
+                refcountTableClusters,
+                incompatibleFeatures,
+                autoclearFeatures,
+                exts,
+                0,
+                0,
+                file);
+    }
+
+    /**
      * This header listing another bitmap directory: the bitmaps extension replaced in place (or
      * added after the others) and the bitmaps autoclear bit set; with null, the extension removed
      * and the bit cleared (an image with no bitmaps left).
@@ -385,10 +414,37 @@ public record Qcow2Header(
             long newIncompatibleFeatures,
             long newAutoclearFeatures,
             List<HeaderExtension> newExtensions) {
-        return new Qcow2Header(
-                version,
+        return copy(
+                newSize,
+                newL1Size,
+                newL1TableOffset,
+                newRefcountTableOffset,
+                newRefcountTableClusters,
+                newIncompatibleFeatures,
+                newAutoclearFeatures,
+                newExtensions,
                 backingFileOffset,
                 backingFileSize,
+                backingFile);
+    }
+
+    /** {@link #copy} naming {@code newBackingFile} at {@code newBackingOffset} (0: the encoder places it). */
+    private Qcow2Header copy(
+            long newSize,
+            int newL1Size,
+            long newL1TableOffset,
+            long newRefcountTableOffset,
+            int newRefcountTableClusters,
+            long newIncompatibleFeatures,
+            long newAutoclearFeatures,
+            List<HeaderExtension> newExtensions,
+            long newBackingOffset,
+            int newBackingSize,
+            String newBackingFile) {
+        return new Qcow2Header(
+                version,
+                newBackingOffset,
+                newBackingSize,
                 clusterBits,
                 newSize,
                 cryptMethod,
@@ -406,7 +462,7 @@ public record Qcow2Header(
                 compressionType,
                 additionalFields,
                 newExtensions,
-                backingFile);
+                newBackingFile);
     }
 
     @Override

@@ -2,6 +2,7 @@ package dev.strata.block.raw;
 
 import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
+import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.Extent;
@@ -29,6 +30,28 @@ public final class RawDriver implements BlockDriver {
         this.offset = offset;
         this.size = size;
         this.hasSize = hasSize;
+    }
+
+    /** qemu-img allocates this much at the start of a new raw file, so that alignment probing works. */
+    private static final int FIRST_BLOCK = 4096;
+
+    /**
+     * Creates (or empties and resizes) the raw image {@code filename} of {@code size} bytes, rounded
+     * up to whole 512-byte sectors, as qemu-img create and drive-backup's target creation do: the
+     * host file through {@link BlockGraph#createFile} (which refuses a file in use), then its first
+     * 4 KiB written as zeros through a file node.
+     */
+    public static void create(BlockGraph graph, String filename, long size) throws IOException {
+        long fileSize = (size + 511) & ~511L;
+        graph.createFile(filename, fileSize);
+        int first = (int) Math.min(FIRST_BLOCK, fileSize);
+        if (first > 0) {
+            try (BlockNode file = graph.openDetached(
+                    BlockOptions.empty().put("driver", "file").put("filename", filename))) {
+                file.driver().write(0, ByteBuffer.allocate(first));
+                file.driver().flush();
+            }
+        }
     }
 
     public static RawDriver open(BlockOptions options, OpenContext context) throws IOException {

@@ -9,9 +9,11 @@ import dev.strata.backup.CopyBeforeWriteFilter;
 import dev.strata.backup.OnError;
 import dev.strata.backup.SyncMode;
 import dev.strata.block.BlockException;
+import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
 import dev.strata.block.qcow2.Qcow2Create;
+import dev.strata.block.raw.RawDriver;
 import dev.strata.job.JobRegistry;
 import dev.strata.job.JobTxn;
 import dev.strata.qmp.Commands;
@@ -20,8 +22,6 @@ import dev.strata.qmp.schema.Qapi;
 import dev.strata.txn.Action;
 import dev.strata.txn.TransactionException;
 import java.io.IOException;
-import java.io.RandomAccessFile;
-import java.nio.file.Path;
 import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -225,7 +225,7 @@ public final class BackupCommands {
             }
             if (!existing) {
                 BlockNode base = sync == MirrorSyncMode.NONE ? source : backing;
-                createImage(a.target(), format, size, base);
+                createImage(nodes.graph(), a.target(), format, size, base);
             }
             BlockNode target = openTarget(nodes, a.target(), format, sync == MirrorSyncMode.NONE ? source : null);
             FilterSlot filter = new FilterSlot(nodes);
@@ -360,7 +360,7 @@ public final class BackupCommands {
     }
 
     /** mode=absolute-paths: a new image of the source's size (qcow2 names {@code base} as backing). */
-    private static void createImage(String filename, String format, long size, BlockNode base)
+    private static void createImage(BlockGraph graph, String filename, String format, long size, BlockNode base)
             throws TransactionException {
         try {
             switch (format) {
@@ -369,18 +369,19 @@ public final class BackupCommands {
                     if (base != null) {
                         o = o.withBacking(base.filename(), base.driverName());
                     }
-                    Qcow2Create.create(Path.of(filename), o);
+                    Qcow2Create.create(graph, filename, o);
                 }
-                case "raw", "file" -> {
-                    try (RandomAccessFile f = new RandomAccessFile(filename, "rw")) {
-                        f.setLength(0);
-                        f.setLength(size);
-                    }
-                }
+                case "raw" -> RawDriver.create(graph, filename, size);
+                case "file" -> graph.createFile(filename, size);
                 default ->
                     throw new TransactionException("Format driver '" + format + "' does not support image creation");
             }
         } catch (IOException e) {
+            if (e instanceof BlockException b && b.errno() == BlockException.EAGAIN) {
+                // an image lock conflict, in QEMU's words without the hint qemu-img adds on its own line
+                throw new TransactionException(
+                        b.getMessage().lines().findFirst().orElse(""));
+            }
             throw new TransactionException("Could not create '" + filename + "': " + String.valueOf(e.getMessage()));
         }
     }

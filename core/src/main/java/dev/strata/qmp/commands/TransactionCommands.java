@@ -109,7 +109,7 @@ public final class TransactionCommands {
                 String type = (String) a.get("type");
                 if (!BackupCommands.JOB_ACTIONS.contains(type)) {
                     throw new QmpException(
-                            "Action '" + type + "' does not support transaction property completion-mode = grouped");
+                            "Action '" + type + "' does not support Transaction property completion-mode = grouped");
                 }
             }
             group = new JobTxn();

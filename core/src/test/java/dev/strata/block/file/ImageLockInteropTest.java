@@ -10,6 +10,7 @@ import dev.strata.block.BlockOptions;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.LockHolder;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -76,15 +77,15 @@ class ImageLockInteropTest {
     @EnumSource(Mode.class)
     void strataHoldsTheBytesQemuHolds(Mode mode) throws Exception {
         Set<Long> qemuBytes;
-        try (QemuHolder _ = qemuIoHolding(mode)) {
-            qemuBytes = QemuHolder.lockedBytes(img);
+        try (LockHolder _ = qemuIoHolding(mode)) {
+            qemuBytes = LockHolder.lockedBytes(img);
         }
         assertThat(qemuBytes).isNotEmpty();
         try (FileDriver d = FileDriver.open(img.toString(), mode.flags(), FileDriver.Locking.AUTO)) {
             assertThat(d.locked()).isTrue();
-            assertThat(QemuHolder.lockedBytes(img)).isEqualTo(qemuBytes);
+            assertThat(LockHolder.lockedBytes(img)).isEqualTo(qemuBytes);
         }
-        assertThat(QemuHolder.lockedBytes(img)).isEmpty();
+        assertThat(LockHolder.lockedBytes(img)).isEmpty();
     }
 
     /**
@@ -95,7 +96,7 @@ class ImageLockInteropTest {
     @EnumSource(Mode.class)
     void everyOpenerFaresAgainstStrataAsAgainstQemu(Mode holderMode) throws Exception {
         Map<String, Outcome> underQemu;
-        try (QemuHolder _ = qemuIoHolding(holderMode)) {
+        try (LockHolder _ = qemuIoHolding(holderMode)) {
             underQemu = openers();
         }
         Map<String, Outcome> underStrata;
@@ -200,16 +201,16 @@ class ImageLockInteropTest {
     }
 
     /** An interactive qemu-io with the image open in {@code mode}. */
-    private QemuHolder qemuIoHolding(Mode mode) throws Exception {
+    private LockHolder qemuIoHolding(Mode mode) throws Exception {
         List<String> cmd = new ArrayList<>(List.of("qemu-io"));
         cmd.addAll(mode.qemuIoOptions());
         cmd.add(img.toString());
-        return QemuHolder.start(img, cmd.toArray(String[]::new));
+        return LockHolder.start(img, cmd.toArray(String[]::new));
     }
 
     /** qemu-storage-daemon with the image open read-write as a qcow2 node, as a QEMU writer holds it. */
-    private QemuHolder storageDaemonWriting() throws Exception {
-        return QemuHolder.start(
+    private LockHolder storageDaemonWriting() throws Exception {
+        return LockHolder.start(
                 img,
                 "qemu-storage-daemon",
                 "--blockdev",
@@ -221,7 +222,7 @@ class ImageLockInteropTest {
     @Test
     void strataRefusesAnImageQemuStorageDaemonWrites() throws Exception {
         String image = img.toString();
-        try (QemuHolder _ = storageDaemonWriting()) {
+        try (LockHolder _ = storageDaemonWriting()) {
             assertThatThrownBy(() -> FileDriver.open(image, false))
                     .isInstanceOf(BlockException.class)
                     .hasMessage("Failed to get \"write\" lock\nIs another process using the image [" + image + "]?");
@@ -245,9 +246,9 @@ class ImageLockInteropTest {
     @Test
     void blockdevOptionsForceShareAndLocking() throws Exception {
         String image = img.toString();
-        try (QemuHolder _ = storageDaemonWriting();
+        try (LockHolder _ = storageDaemonWriting();
                 BlockGraph graph = Drivers.newGraph()) {
-            var held = QemuHolder.lockedBytes(img);
+            var held = LockHolder.lockedBytes(img);
             BlockNode shared = graph.add(BlockOptions.parseKeyValue(
                     "driver=file,node-name=s,read-only=on,force-share=on,filename=" + image, null));
             assertThat(((FileDriver) shared.driver()).locked()).isTrue();
@@ -256,7 +257,7 @@ class ImageLockInteropTest {
             assertThat(((FileDriver) unlocked.driver()).locked()).isFalse();
             assertThat(unlocked.readOnly()).isFalse();
             // neither node added a byte that a writer would trip on
-            assertThat(QemuHolder.lockedBytes(img)).isEqualTo(held);
+            assertThat(LockHolder.lockedBytes(img)).isEqualTo(held);
             assertThatThrownBy(() -> graph.add(
                             BlockOptions.parseKeyValue("driver=file,node-name=l,locking=on,filename=" + image, null)))
                     .hasMessageStartingWith("Failed to get \"write\" lock");
@@ -268,14 +269,14 @@ class ImageLockInteropTest {
         String image = img.toString();
         try (BlockGraph graph = Drivers.newGraph()) {
             graph.add(BlockOptions.parseKeyValue("driver=file,node-name=u,locking=off,filename=" + image, null));
-            assertThat(QemuHolder.lockedBytes(img)).isEmpty();
+            assertThat(LockHolder.lockedBytes(img)).isEmpty();
             Interop.qemuIo("-c", "write 0 512", image).assertOk();
             BlockNode on =
                     graph.add(BlockOptions.parseKeyValue("driver=file,node-name=o,locking=on,filename=" + image, null));
             assertThat(((FileDriver) on.driver()).locked()).isTrue();
-            assertThat(QemuHolder.lockedBytes(img)).isNotEmpty();
+            assertThat(LockHolder.lockedBytes(img)).isNotEmpty();
         }
-        assertThat(QemuHolder.lockedBytes(img)).isEmpty();
+        assertThat(LockHolder.lockedBytes(img)).isEmpty();
         Interop.Result qemu =
                 Interop.qemuIo("--image-opts", "-c", "read 0 1", "driver=file,locking=bogus,filename=" + image);
         assertThat(qemu.exitCode()).isNotZero();

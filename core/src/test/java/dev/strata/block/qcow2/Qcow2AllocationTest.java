@@ -7,6 +7,7 @@ import dev.strata.block.BlockNode;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
@@ -37,7 +38,7 @@ class Qcow2AllocationTest {
     void refcountTableGrowsAndStaysConsistent() throws Exception {
         Interop.require("qemu-img");
         Path p = dir.resolve("grow.qcow2");
-        Qcow2Create.create(p, Qcow2Create.Options.of(32L << 20).withClusterSize(512));
+        TestImages.createQcow2(p, Qcow2Create.Options.of(32L << 20).withClusterSize(512));
         int before = header(p).refcountTableClusters();
         byte[] data = new byte[1 << 20];
         new Random(1).nextBytes(data);
@@ -61,7 +62,7 @@ class Qcow2AllocationTest {
     void discardedClustersAreReused() throws Exception {
         Interop.require("qemu-img");
         Path p = dir.resolve("reuse.qcow2");
-        Qcow2Create.create(p, Qcow2Create.Options.of(64L << 20));
+        TestImages.createQcow2(p, Qcow2Create.Options.of(64L << 20));
         byte[] data = new byte[4 << 20];
         new Random(2).nextBytes(data);
         try (BlockGraph g = Drivers.newGraph();
@@ -122,7 +123,7 @@ class Qcow2AllocationTest {
         Interop.require("qemu-img");
         Path p = dir.resolve("conc.qcow2");
         int cs = 4096;
-        Qcow2Create.create(p, Qcow2Create.Options.of(8L << 20).withClusterSize(cs));
+        TestImages.createQcow2(p, Qcow2Create.Options.of(8L << 20).withClusterSize(cs));
         int threads = 8;
         int slice = cs / threads;
         byte[] model = new byte[8 << 20];

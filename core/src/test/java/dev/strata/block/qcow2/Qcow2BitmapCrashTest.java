@@ -8,6 +8,7 @@ import dev.strata.block.OpenFlags;
 import dev.strata.block.dirty.DirtyBitmap;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
@@ -42,7 +43,7 @@ class Qcow2BitmapCrashTest {
         long seed = System.nanoTime();
         SplittableRandom rnd = new SplittableRandom(seed);
         Path image = dir.resolve("b.qcow2");
-        Qcow2Create.create(image, Qcow2Create.Options.of(16 << 20));
+        TestImages.createQcow2(image, Qcow2Create.Options.of(16 << 20));
         Set<String> stored = new HashSet<>();
         Set<String> removed = new HashSet<>();
         int round = 0;

@@ -3,7 +3,12 @@ package dev.strata.block.qcow2;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.strata.block.BlockGraph;
+import dev.strata.block.BlockNode;
+import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -76,7 +81,7 @@ class Qcow2CheckCrashTest {
         Path full = dir.resolve("full.qcow2");
         Files.copy(damaged, full, StandardCopyOption.REPLACE_EXISTING);
         Qcow2CheckImage.Writes counted = new Qcow2CheckImage.Writes(Long.MAX_VALUE);
-        Qcow2Check.run(full, full.toString(), mode, Qcow2Check.defaultMemoryBudget(), counted);
+        runCounted(full, mode, counted);
         long total = counted.count();
         Qcow2CheckFixture.Report finished = Qcow2CheckFixture.qemuAsIs(full);
 
@@ -84,12 +89,7 @@ class Qcow2CheckCrashTest {
             String at = name + " -r " + mode + ", killed after write " + n + " of " + total;
             Path crashed = dir.resolve("crashed.qcow2");
             Files.copy(damaged, crashed, StandardCopyOption.REPLACE_EXISTING);
-            assertThatThrownBy(() -> Qcow2Check.run(
-                            crashed,
-                            crashed.toString(),
-                            mode,
-                            Qcow2Check.defaultMemoryBudget(),
-                            new Qcow2CheckImage.Writes(n)))
+            assertThatThrownBy(() -> runCounted(crashed, mode, new Qcow2CheckImage.Writes(n)))
                     .as(at)
                     .isInstanceOf(Qcow2CheckImage.SimulatedCrash.class);
 
@@ -117,7 +117,7 @@ class Qcow2CheckCrashTest {
                         .as("%s: guest data\n%s%s", at, cmp.stdout(), cmp.stderr())
                         .isZero();
             }
-            Qcow2Check.run(crashed, mode);
+            TestImages.check(crashed, mode);
             assertThat(Qcow2CheckFixture.qemuAsIs(crashed).json())
                     .as("%s: repair finished afterwards", at)
                     .isEqualTo(finished.json());
@@ -146,5 +146,14 @@ class Qcow2CheckCrashTest {
             }
         }
         return out;
+    }
+
+    /** A repair through the image's file node whose writes {@code writes} counts (and may stop). */
+    private static void runCounted(Path image, Qcow2Check.RepairMode mode, Qcow2CheckImage.Writes writes)
+            throws IOException {
+        try (BlockGraph graph = Drivers.newGraph();
+                BlockNode file = TestImages.openFile(graph, image, true)) {
+            Qcow2Check.run(file.driver(), image.toString(), mode, Qcow2Check.defaultMemoryBudget(), writes);
+        }
     }
 }

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -64,7 +65,7 @@ final class Qcow2CheckFixture {
     /** Runs Strata's check on {@code copy} (a fresh copy of {@code image}). */
     static Report strata(Path image, Qcow2Check.RepairMode mode, Path copy) throws IOException {
         Files.copy(image, copy, StandardCopyOption.REPLACE_EXISTING);
-        return report(Qcow2Check.run(copy, mode), copy);
+        return report(TestImages.check(copy, mode), copy);
     }
 
     /** qemu-img check --output=json of an image as it is (no copy, no repair). */
@@ -85,7 +86,7 @@ final class Qcow2CheckFixture {
     }
 
     static Report strataAsIs(Path image) {
-        return report(Qcow2Check.run(image, Qcow2Check.RepairMode.NONE), image);
+        return report(TestImages.check(image, Qcow2Check.RepairMode.NONE), image);
     }
 
     private static Report report(Qcow2CheckResult r, Path image) {

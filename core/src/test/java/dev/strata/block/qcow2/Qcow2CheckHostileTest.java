@@ -3,6 +3,7 @@ package dev.strata.block.qcow2;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -138,7 +139,7 @@ class Qcow2CheckHostileTest {
             e.ch.write(b.flip(), e.header.l1TableOffset());
             putInt(e, 36, entries);
         }
-        Qcow2CheckResult r = Qcow2Check.run(image, Qcow2Check.RepairMode.NONE);
+        Qcow2CheckResult r = TestImages.check(image, Qcow2Check.RepairMode.NONE);
         assertThat(r.completed()).isFalse();
         assertThat(r.exitCode()).isEqualTo(1);
         assertThat(r.failure()).isEqualTo("Check failed: File too large");
@@ -159,9 +160,9 @@ class Qcow2CheckHostileTest {
         assertThat(strata.exitCode()).isEqualTo(qemu.exitCode()).isZero();
 
         // the computed table touches a handful of refcount blocks, whatever the file's size
-        Qcow2CheckResult small = Qcow2Check.run(image, image.toString(), Qcow2Check.RepairMode.NONE, 1 << 20);
+        Qcow2CheckResult small = TestImages.check(image, image.toString(), Qcow2Check.RepairMode.NONE, 1 << 20);
         assertThat(small.exitCode()).isZero();
-        Qcow2CheckResult tiny = Qcow2Check.run(image, image.toString(), Qcow2Check.RepairMode.NONE, 4096);
+        Qcow2CheckResult tiny = TestImages.check(image, image.toString(), Qcow2Check.RepairMode.NONE, 4096);
         assertThat(tiny.completed()).isFalse();
         assertThat(tiny.failure()).isEqualTo("Check failed: Cannot allocate memory");
         assertThat(tiny.exitCode()).isEqualTo(1);

@@ -8,6 +8,7 @@ import dev.strata.block.BlockNode;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.Random;
@@ -80,7 +81,7 @@ class Qcow2CheckStrataImagesTest {
     private Path strataImage(int clusterSize, Qcow2Create.Preallocation prealloc, long seed, long size)
             throws Exception {
         Path image = dir.resolve("strata.qcow2");
-        Qcow2Create.create(
+        TestImages.createQcow2(
                 image, Qcow2Create.Options.of(size).withClusterSize(clusterSize).withPreallocation(prealloc));
         return image;
     }

@@ -10,6 +10,7 @@ import dev.strata.block.CompressedWriter;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -121,7 +122,7 @@ class Qcow2CompressedWriteTest {
     void incompressibleDataIsStoredAsANormalClusterAndPartialClustersAreRefused() throws Exception {
         Interop.require("qemu-img");
         Path p = dir.resolve("n.qcow2");
-        Qcow2Create.create(p, Qcow2Create.Options.of(1 << 20).withClusterSize(4096));
+        TestImages.createQcow2(p, Qcow2Create.Options.of(1 << 20).withClusterSize(4096));
         byte[] random = new byte[4096];
         new Random(7).nextBytes(random);
         try (BlockGraph g = Drivers.newGraph();

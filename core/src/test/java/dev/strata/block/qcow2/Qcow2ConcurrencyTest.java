@@ -7,6 +7,7 @@ import dev.strata.block.BlockNode;
 import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -41,7 +42,7 @@ class Qcow2ConcurrencyTest {
         Interop.require("qemu-img");
         long size = 16L << 20;
         Path base = dir.resolve("base.qcow2");
-        Qcow2Create.create(base, Qcow2Create.Options.of(size).withClusterSize(clusterSize));
+        TestImages.createQcow2(base, Qcow2Create.Options.of(size).withClusterSize(clusterSize));
         byte[] model = new byte[(int) size];
         new Random(1).nextBytes(model);
         try (BlockGraph g = Drivers.newGraph();
@@ -51,7 +52,7 @@ class Qcow2ConcurrencyTest {
             }
         }
         Path top = dir.resolve("top.qcow2");
-        Qcow2Create.create(
+        TestImages.createQcow2(
                 top, Qcow2Create.Options.of(size).withClusterSize(clusterSize).withBacking("base.qcow2", "qcow2"));
 
         int clusters = (int) (size / clusterSize);

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -33,7 +34,7 @@ class Qcow2CreateTest {
         Interop.require("qemu-img");
         Path ours = dir.resolve("ours.qcow2");
         Path theirs = dir.resolve("theirs.qcow2");
-        Qcow2Create.create(
+        TestImages.createQcow2(
                 ours, Qcow2Create.Options.of(size).withClusterSize(clusterSize).withLazyRefcounts(lazy));
         Interop.qemuImg(
                         "create",
@@ -57,17 +58,17 @@ class Qcow2CreateTest {
         Interop.qemuImg("create", "-q", "-f", "qcow2", base.toString(), "3M").assertOk();
         Path ours = dir.resolve("ours.qcow2");
         Path theirs = dir.resolve("theirs.qcow2");
-        Qcow2Create.create(ours, Qcow2Create.Options.of(-1).withBacking("base.qcow2", "qcow2"));
+        TestImages.createQcow2(ours, Qcow2Create.Options.of(-1).withBacking("base.qcow2", "qcow2"));
         Interop.qemuImg("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", theirs.toString())
                 .assertOk();
         assertSameBytes(ours, theirs);
         Images.assertCheckClean(ours, "created with backing");
         assertThat(info(ours)).isEqualTo(info(theirs));
 
-        assertThatThrownBy(() -> Qcow2Create.create(
+        assertThatThrownBy(() -> TestImages.createQcow2(
                         dir.resolve("x.qcow2"), Qcow2Create.Options.of(-1).withBacking("base.qcow2", null)))
                 .hasMessage("Backing file specified without backing format\nDetected format of qcow2.");
-        assertThatThrownBy(() -> Qcow2Create.create(
+        assertThatThrownBy(() -> TestImages.createQcow2(
                         dir.resolve("x.qcow2"), Qcow2Create.Options.of(-1).withBacking("missing.qcow2", "qcow2")))
                 .hasMessageContaining("No such file or directory")
                 .hasMessageEndingWith("Could not open backing image.");
@@ -78,7 +79,7 @@ class Qcow2CreateTest {
         Interop.require("qemu-img");
         Path ours = dir.resolve("ours.qcow2");
         Path theirs = dir.resolve("theirs.qcow2");
-        Qcow2Create.create(
+        TestImages.createQcow2(
                 ours,
                 Qcow2Create.Options.of(4 << 20)
                         .withClusterSize(4096)

@@ -9,6 +9,7 @@ import dev.strata.block.OpenFlags;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.block.file.FileDriver;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -72,7 +73,7 @@ class Qcow2ModelTest {
             if (previous != null) {
                 opts = opts.withBacking(previous.getFileName().toString(), "qcow2");
             }
-            Qcow2Create.create(image, opts);
+            TestImages.createQcow2(image, opts);
             byte[] model = Arrays.copyOf(below, (int) size);
             if (below.length > size) {
                 model = Arrays.copyOf(below, (int) size);

@@ -10,6 +10,7 @@ import dev.strata.block.OpenFlags;
 import dev.strata.block.dirty.DirtyBitmap;
 import dev.strata.block.drivers.Drivers;
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -39,7 +40,7 @@ class Qcow2PersistentBitmapsTest {
      * close after a guest write of {@code written} bytes at 0 (none for 0).
      */
     private static void imageWithBitmap(Path p, long size, long granularity, int written) throws Exception {
-        Qcow2Create.create(p, Qcow2Create.Options.of(size));
+        TestImages.createQcow2(p, Qcow2Create.Options.of(size));
         try (BlockGraph g = Drivers.newGraph();
                 BlockNode n = open(g, p, false)) {
             n.bitmaps().add("b", size, granularity, false, true);
@@ -64,7 +65,7 @@ class Qcow2PersistentBitmapsTest {
         Interop.require("qemu-nbd");
         Interop.require("nbdinfo");
         Path p = dir.resolve("s.qcow2");
-        Qcow2Create.create(
+        TestImages.createQcow2(
                 p, new Qcow2Create.Options(size, clusterSize, null, null, Qcow2Create.Preallocation.OFF, false, "1.1"));
         List<Long> granularities = List.of(512L, 65536L, 1L << 20);
         Random rnd = new Random(seed);
@@ -226,7 +227,7 @@ class Qcow2PersistentBitmapsTest {
     @Test
     void damagedBitmapsAreRefusedOrLoadedNeverCrash() throws Exception {
         Path p = dir.resolve("d.qcow2");
-        Qcow2Create.create(
+        TestImages.createQcow2(
                 p, new Qcow2Create.Options(4 << 20, 512, null, null, Qcow2Create.Preallocation.OFF, false, "1.1"));
         try (BlockGraph g = Drivers.newGraph();
                 BlockNode n = open(g, p, false)) {
@@ -312,7 +313,7 @@ class Qcow2PersistentBitmapsTest {
     @Test
     void aStoreThatFailsIsReportedAndLeavesTheBitmapsInUse() throws Exception {
         Path p = dir.resolve("f.qcow2");
-        Qcow2Create.create(p, Qcow2Create.Options.of(4 << 20));
+        TestImages.createQcow2(p, Qcow2Create.Options.of(4 << 20));
         byte[] image = Files.readAllBytes(p);
         dev.strata.testing.FaultyDisk disk = new dev.strata.testing.FaultyDisk(8 << 20);
         var logger = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(BlockNode.class);

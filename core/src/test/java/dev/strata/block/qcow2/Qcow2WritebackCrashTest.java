@@ -3,6 +3,7 @@ package dev.strata.block.qcow2;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.strata.testing.Interop;
+import dev.strata.testing.TestImages;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
@@ -34,7 +35,7 @@ class Qcow2WritebackCrashTest {
         long seed = System.nanoTime();
         SplittableRandom rnd = new SplittableRandom(seed);
         Path image = dir.resolve("wb.qcow2");
-        Qcow2Create.create(image, Qcow2Create.Options.of(SIZE).withClusterSize(clusterSize));
+        TestImages.createQcow2(image, Qcow2Create.Options.of(SIZE).withClusterSize(clusterSize));
         long[] owner = new long[SIZE];
         Arrays.fill(owner, UNKNOWN);
         long nextIndex = 0;

@@ -1,6 +1,5 @@
-package dev.strata.block.file;
+package dev.strata.testing;
 
-import dev.strata.testing.Interop;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -14,34 +13,36 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A QEMU process (interactive qemu-io, qemu-storage-daemon) that keeps an image open, and its
- * locks, until closed; tests open it in try-with-resources so the process never outlives them.
+ * A process (interactive qemu-io, qemu-storage-daemon, a Strata daemon) that keeps an image open,
+ * and its locks, until closed; tests open it in try-with-resources so the process never outlives them.
  *
  * <p>{@link #start} returns once the image shows OFD locks in {@code /proc/locks}, so the caller
  * knows QEMU holds them. {@link #lockedBytes} reads that table for any holder, Strata included.
  */
-final class QemuHolder implements AutoCloseable {
+public final class LockHolder implements AutoCloseable {
     private static final Pattern LOCK_LINE = Pattern.compile(
             "^\\d+:\\s+OFDLCK\\s+\\S+\\s+\\S+\\s+-?\\d+\\s+([0-9a-f]+):([0-9a-f]+):(\\d+)\\s+(\\d+)\\s+(\\d+|EOF)");
 
     private final Process process;
     private final Path stderr;
 
-    private QemuHolder(Process process, Path stderr) {
+    private LockHolder(Process process, Path stderr) {
         this.process = process;
         this.stderr = stderr;
     }
 
     /** Starts {@code command} (stdin stays open, which keeps qemu-io at its prompt) and waits for its locks. */
-    static QemuHolder start(Path image, String... command) throws IOException, InterruptedException {
-        Interop.require(command[0]);
+    public static LockHolder start(Path image, String... command) throws IOException, InterruptedException {
+        if (!command[0].startsWith("/")) {
+            Interop.require(command[0]);
+        }
         Path out = Files.createTempFile("strata-holder-out", ".txt");
         Path err = Files.createTempFile("strata-holder-err", ".txt");
         Process p = new ProcessBuilder(command)
                 .redirectOutput(out.toFile())
                 .redirectError(err.toFile())
                 .start();
-        QemuHolder holder = new QemuHolder(p, err);
+        LockHolder holder = new LockHolder(p, err);
         try {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (lockedBytes(image).isEmpty()) {
@@ -63,7 +64,32 @@ final class QemuHolder implements AutoCloseable {
         }
     }
 
-    String stderr() throws IOException {
+    /**
+     * A Strata daemon in a process of its own (this test JVM's class path), holding {@code image}
+     * read-write as node {@code disk}, with {@code extra} daemon arguments after it.
+     */
+    public static LockHolder strataDaemon(Path image, String... extra) throws IOException, InterruptedException {
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        List<String> cmd = new ArrayList<>(List.of(
+                java,
+                "--enable-native-access=ALL-UNNAMED",
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+                System.getProperty("java.class.path"),
+                "dev.strata.Main",
+                "daemon",
+                "--blockdev",
+                "driver=qcow2,node-name=disk,file.driver=file,file.filename=" + image));
+        cmd.addAll(List.of(extra));
+        return start(image, cmd.toArray(String[]::new));
+    }
+
+    /** Whether the holder is still running. */
+    public boolean alive() {
+        return process.isAlive();
+    }
+
+    public String stderr() throws IOException {
         return Files.readString(stderr, StandardCharsets.UTF_8);
     }
 
@@ -85,7 +111,7 @@ final class QemuHolder implements AutoCloseable {
     }
 
     /** The bytes of {@code file} that anyone holds an OFD lock on, from {@code /proc/locks}. */
-    static Set<Long> lockedBytes(Path file) throws IOException {
+    public static Set<Long> lockedBytes(Path file) throws IOException {
         long dev = (long) Files.getAttribute(file, "unix:dev");
         long ino = (long) Files.getAttribute(file, "unix:ino");
         // glibc's major()/minor() split of st_dev
