@@ -5,7 +5,10 @@ import dev.strata.block.BufferPool;
 import dev.strata.block.dirty.BitmapException;
 import dev.strata.block.dirty.DirtyBitmap;
 import dev.strata.block.dirty.DirtyBitmaps;
+import dev.strata.net.PrivateUnixSocket;
 import java.io.IOException;
+import java.net.Inet4Address;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.StandardProtocolFamily;
@@ -131,15 +134,8 @@ public final class NbdServer implements AutoCloseable {
         ServerSocketChannel server = switch (addr) {
             case Unix(Path path) -> {
                 try {
-                    Files.deleteIfExists(path);
-                    ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-                    try {
-                        s.bind(UnixDomainSocketAddress.of(path));
-                    } catch (IOException e) {
-                        s.close();
-                        throw e;
-                    }
-                    yield s;
+                    // 0600 as the QMP socket: a client of this socket reads and writes the disks
+                    yield PrivateUnixSocket.bind(path.toAbsolutePath());
                 } catch (IOException e) {
                     throw new NbdException("Failed to bind socket to " + path + ": " + reason(e));
                 }
@@ -147,10 +143,14 @@ public final class NbdServer implements AutoCloseable {
             case Inet(String host, String port) -> {
                 int p = parsePort(host, port);
                 try {
-                    ServerSocketChannel s = ServerSocketChannel.open();
+                    // exactly the address named: an IPv4 address gets an IPv4 socket (a dual-stack
+                    // socket would make 0.0.0.0 the IPv6 wildcard, every address of the host)
+                    InetAddress ip = InetAddress.getByName(host);
+                    ServerSocketChannel s = ServerSocketChannel.open(
+                            ip instanceof Inet4Address ? StandardProtocolFamily.INET : StandardProtocolFamily.INET6);
                     try {
                         s.setOption(StandardSocketOptions.SO_REUSEADDR, true);
-                        s.bind(new InetSocketAddress(host, p));
+                        s.bind(new InetSocketAddress(ip, p));
                     } catch (IOException e) {
                         s.close();
                         throw e;
@@ -164,7 +164,10 @@ public final class NbdServer implements AutoCloseable {
         listener = server;
         address = addr;
         try {
-            bound = server.getLocalAddress();
+            // a UNIX socket was bound under a private staging name and renamed: its address is the path
+            bound = addr instanceof Unix(Path path)
+                    ? UnixDomainSocketAddress.of(path.toAbsolutePath())
+                    : server.getLocalAddress();
         } catch (IOException e) {
             bound = null;
         }
