@@ -16,6 +16,7 @@ import dev.strata.qmp.commands.BitmapCommands;
 import dev.strata.qmp.commands.BlockCommands;
 import dev.strata.qmp.commands.BlockdevSchema;
 import dev.strata.qmp.commands.ControlCommands;
+import dev.strata.qmp.commands.CreateCommands;
 import dev.strata.qmp.commands.HmpCommands;
 import dev.strata.qmp.commands.JobCommands;
 import dev.strata.qmp.commands.JobEvents;
@@ -110,6 +111,7 @@ public final class Daemon implements AutoCloseable {
         JobLauncher launcher = new JobLauncher();
         this.jobs = new JobRegistry(events, launcher);
         JobCommands.register(commands, graph, jobs, launcher);
+        CreateCommands.register(commands, graph, jobs, launcher);
         NbdCommands.register(commands, graph, nbd, this::emit);
         this.qmp = new Qmp(commands, info);
         events.attach(qmp::emit);

@@ -80,6 +80,15 @@ public abstract class Job {
     /** Always last: release what the job held. */
     protected void clean() {}
 
+    /**
+     * Whether this is a block job (QEMU's BlockJob): listed by query-block-jobs, reached by the
+     * block-job-* commands and announced with BLOCK_JOB_* events. A job that works on no node
+     * (blockdev-create's) is a plain job: JOB_STATUS_CHANGE only.
+     */
+    public boolean blockJob() {
+        return true;
+    }
+
     public final String id() {
         return id;
     }

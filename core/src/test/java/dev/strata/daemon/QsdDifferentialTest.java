@@ -101,7 +101,7 @@ class QsdDifferentialTest extends QsdSandboxes {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp"})
+    @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp", "create.qmp"})
     void qemuAndStrataAnswerTheScriptAlike(String scriptName) throws Exception {
         Interop.require("qemu-storage-daemon");
         Interop.require("qemu-io");
@@ -159,6 +159,14 @@ class QsdDifferentialTest extends QsdSandboxes {
                 .isEmpty();
         assertThat(qsd.waitFor(10, TimeUnit.SECONDS)).isTrue();
         assertThat(qsd.exitValue()).isZero();
+        if (scriptName.equals("create.qmp")) {
+            // the images blockdev-create made are the ones QEMU made, byte for byte
+            for (String image : List.of("c1.qcow2", "c2.qcow2", "c3.raw")) {
+                assertThat(Files.readAllBytes(strataDir.resolve(image)))
+                        .as(image)
+                        .isEqualTo(Files.readAllBytes(qemuDir.resolve(image)));
+            }
+        }
     }
 
     /**

@@ -104,7 +104,29 @@ public final class Qcow2Create {
      * and formatted through it; a backing file is opened through {@code graph} to check it and take its size.
      */
     public static void create(BlockGraph graph, String filename, Options o) throws IOException {
-        Path path = Path.of(filename);
+        checkOptions(o);
+        long size = o.size();
+        if (o.backingFile() != null) {
+            long backingSize = backingSize(graph, Path.of(filename), o.backingFile(), o.backingFormat());
+            if (size < 0) {
+                size = backingSize;
+            }
+        }
+        if (size < 0) {
+            throw new BlockException("Image creation needs a size parameter", BlockException.EINVAL);
+        }
+        graph.createFile(filename, 0);
+        BlockOptions fileOptions = BlockOptions.empty().put("driver", "file").put("filename", filename);
+        try (BlockNode fileNode = graph.openDetached(fileOptions)) {
+            format(fileNode.driver(), o, size);
+        }
+        if (o.preallocation() == Preallocation.METADATA && size > 0) {
+            preallocate(graph, BlockOptions.empty().put("driver", "qcow2").put("file", fileOptions));
+        }
+    }
+
+    /** The options' own rules, checked before anything is created or written. */
+    public static void checkOptions(Options o) throws BlockException {
         int cs = o.clusterSize();
         if (cs < 512 || cs > (2 << 20) || Integer.bitCount(cs) != 1) {
             throw new BlockException(
@@ -120,17 +142,19 @@ public final class Qcow2Create {
                     "Backing file and preallocation can only be used at the same time if extended_l2 is on",
                     BlockException.EINVAL);
         }
-        long size = o.size();
-        if (o.backingFile() != null) {
-            long backingSize = backingSize(graph, path, o.backingFile(), o.backingFormat());
-            if (size < 0) {
-                size = backingSize;
-            }
-        }
-        if (size < 0) {
-            throw new BlockException("Image creation needs a size parameter", BlockException.EINVAL);
-        }
-        size = (size + 511) & -512L;
+    }
+
+    /**
+     * Writes an empty qcow2 image of {@code virtualSize} bytes (rounded up to 512) into {@code file}
+     * (a protocol node's driver, opened read-write by the caller): header, refcount table and blocks
+     * and L1 table are written and flushed. As with QEMU, nothing else of the file is touched: bytes
+     * past the new metadata stay, and a longer file keeps its length. The backing file is
+     * only named (blockdev-create does not open it).
+     */
+    public static void format(BlockDriver file, Options o, long virtualSize) throws IOException {
+        checkOptions(o);
+        int cs = o.clusterSize();
+        long size = (virtualSize + 511) & -512L;
         int clusterBits = Integer.numberOfTrailingZeros(cs);
         long l1Entries = Qcow2Header.requiredL1Entries(size, clusterBits, cs / 8);
         if (l1Entries * 8 > Qcow2Header.MAX_L1_BYTES) {
@@ -162,7 +186,7 @@ public final class Qcow2Create {
         }
 
         List<Qcow2Header.HeaderExtension> exts = new ArrayList<>();
-        if (o.backingFile() != null) {
+        if (o.backingFile() != null && o.backingFormat() != null) {
             exts.add(new Qcow2Header.HeaderExtension(
                     Qcow2Header.EXT_BACKING_FORMAT, o.backingFormat().getBytes(StandardCharsets.UTF_8)));
         }
@@ -193,33 +217,32 @@ public final class Qcow2Create {
                 exts,
                 o.backingFile());
 
-        graph.createFile(filename, 0);
-        BlockOptions fileOptions = BlockOptions.empty().put("driver", "file").put("filename", filename);
-        try (BlockNode fileNode = graph.openDetached(fileOptions)) {
-            BlockDriver file = fileNode.driver();
-            file.write(0, ByteBuffer.wrap(header.encode()));
-            ByteBuffer table = ByteBuffer.allocate((int) (r * cs));
-            for (int j = 0; j < blocks; j++) {
-                table.putLong(8 * j, blockOffsets[j]);
-            }
-            file.write(reftableOffset, table);
-            for (int j = 0; j < blocks; j++) {
-                ByteBuffer b = ByteBuffer.allocate(cs);
-                for (long c = j * blockEntries; c < Math.min(total, (j + 1) * blockEntries); c++) {
-                    b.putShort((int) (2 * (c - j * blockEntries)), (short) 1);
-                }
-                file.write(blockOffsets[j], b);
-            }
-            if (l1Entries > 0) {
-                file.write(l1Offset, ByteBuffer.allocate((int) (l1Entries * 8)));
-            }
-            file.flush();
+        file.write(0, ByteBuffer.wrap(header.encode()));
+        ByteBuffer table = ByteBuffer.allocate((int) (r * cs));
+        for (int j = 0; j < blocks; j++) {
+            table.putLong(8 * j, blockOffsets[j]);
         }
-        if (o.preallocation() == Preallocation.METADATA && size > 0) {
-            try (BlockNode node = graph.openDetached(
-                    BlockOptions.empty().put("driver", "qcow2").put("file", fileOptions))) {
-                ((Qcow2Driver) node.driver()).preallocateMetadata();
+        file.write(reftableOffset, table);
+        for (int j = 0; j < blocks; j++) {
+            ByteBuffer b = ByteBuffer.allocate(cs);
+            for (long c = j * blockEntries; c < Math.min(total, (j + 1) * blockEntries); c++) {
+                b.putShort((int) (2 * (c - j * blockEntries)), (short) 1);
             }
+            file.write(blockOffsets[j], b);
+        }
+        if (l1Entries > 0) {
+            file.write(l1Offset, ByteBuffer.allocate((int) (l1Entries * 8)));
+        }
+        file.flush();
+    }
+
+    /**
+     * qemu-img's {@code preallocation=metadata}: opens the new image from {@code qcow2Options}
+     * (through {@code graph}, not joining it) and allocates its L2 tables and data clusters.
+     */
+    public static void preallocate(BlockGraph graph, BlockOptions qcow2Options) throws IOException {
+        try (BlockNode node = graph.openDetached(qcow2Options)) {
+            ((Qcow2Driver) node.driver()).preallocateMetadata();
         }
     }
 

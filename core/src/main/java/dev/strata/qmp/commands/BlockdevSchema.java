@@ -39,6 +39,7 @@ public final class BlockdevSchema {
     private static final QType INT = new IntType(IntKind.INT64);
 
     private final UnionType union;
+    private final StructType createArguments;
 
     /** The union for a graph's drivers: {@code driver} accepts exactly those QEMU also knows. */
     public BlockdevSchema(Predicate<String> hasDriver) {
@@ -71,6 +72,57 @@ public final class BlockdevSchema {
                 optional("force-share", BOOL),
                 optional("detect-zeroes", enumOf("BlockdevDetectZeroesOptions", "off", "on", "unmap")));
         this.union = new UnionType("BlockdevOptions", base, "driver", Map.copyOf(variants));
+        this.createArguments = createArguments(ref, new EnumType("BlockdevDriver", List.copyOf(drivers), null));
+    }
+
+    /**
+     * blockdev-create's arguments: {@code job-id} and BlockdevCreateOptions, the flat union on
+     * {@code driver} whose {@code file} and {@code qcow2} branches Strata implements; every other
+     * driver has an empty branch, so any member beyond {@code driver} is unexpected (as in QEMU,
+     * whose raw has none either), and the command then refuses the driver.
+     */
+    private static StructType createArguments(QType ref, EnumType drivers) {
+        QType size = new IntType(IntKind.SIZE);
+        QType prealloc = enumOf("PreallocMode", "off", "metadata", "falloc", "full");
+        Map<String, StructType> variants = new LinkedHashMap<>();
+        variants.put(
+                "file",
+                struct(
+                        "BlockdevCreateOptionsFile",
+                        required("filename", STR),
+                        required("size", size),
+                        optional("preallocation", prealloc),
+                        optional("nocow", BOOL),
+                        optional("extent-size-hint", size)));
+        variants.put(
+                "qcow2",
+                struct(
+                        "BlockdevCreateOptionsQcow2",
+                        required("file", ref),
+                        optional("data-file", ref),
+                        optional("data-file-raw", BOOL),
+                        required("size", size),
+                        optional("version", enumOf("BlockdevQcow2Version", "v2", "v3")),
+                        optional("backing-file", STR),
+                        optional("backing-fmt", drivers),
+                        optional("encrypt", ANY),
+                        optional("cluster-size", size),
+                        optional("preallocation", prealloc),
+                        optional("lazy-refcounts", BOOL),
+                        optional("refcount-bits", INT),
+                        optional("compression-type", enumOf("Qcow2CompressionType", "zlib", "zstd")),
+                        optional("extended-l2", BOOL)));
+        UnionType options = new UnionType(
+                "BlockdevCreateOptions",
+                struct("BlockdevCreateOptionsBase", required("driver", drivers)),
+                "driver",
+                Map.copyOf(variants));
+        return struct("q_obj_blockdev-create-arg", required("job-id", STR), required("options", options));
+    }
+
+    /** blockdev-create's arguments. */
+    public StructType createArguments() {
+        return createArguments;
     }
 
     /** The BlockdevOptions union. */

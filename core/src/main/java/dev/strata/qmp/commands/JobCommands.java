@@ -80,7 +80,9 @@ public final class JobCommands {
         commands.add("query-block-jobs", "[BlockJobInfo]", () -> {
             List<BlockJobInfo> out = new ArrayList<>();
             for (Job j : jobs.jobs()) {
-                out.add(blockJobInfo(j));
+                if (j.blockJob()) {
+                    out.add(blockJobInfo(j));
+                }
             }
             return out;
         });
@@ -169,7 +171,7 @@ public final class JobCommands {
 
     private static Job blockJob(JobRegistry jobs, String id) throws QmpException {
         Job j = jobs.find(id);
-        if (j == null) {
+        if (j == null || !j.blockJob()) {
             throw new QmpException(ErrorClass.DeviceNotActive, "Block job '" + id + "' not found");
         }
         return j;

@@ -47,11 +47,17 @@ public final class JobEvents implements JobListener {
 
     @Override
     public void pending(Job job) {
+        if (!job.blockJob()) {
+            return;
+        }
         emit.accept("BLOCK_JOB_PENDING", new BlockJobPending(job.type(), job.id()));
     }
 
     @Override
     public void finished(Job job) {
+        if (!job.blockJob()) {
+            return;
+        }
         if (job.isCancelled()) {
             emit.accept(
                     "BLOCK_JOB_CANCELLED",
