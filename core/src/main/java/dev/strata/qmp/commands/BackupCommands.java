@@ -103,6 +103,16 @@ public final class BackupCommands {
         String filterNodeName();
     }
 
+    /**
+     * QAPI BackupPerf (x-perf): accepted and checked as QEMU declares it; Strata's copy sizes its
+     * work itself, so the values have no effect.
+     */
+    @Qapi.Name("BackupPerf")
+    public record BackupPerf(
+            @Qapi.Optional Boolean useCopyRange,
+            @Qapi.Optional Long maxWorkers,
+            @Qapi.Optional Long maxChunk) {}
+
     /** QAPI DriveBackup. */
     public record DriveBackup(
             @Qapi.Optional String jobId,
@@ -117,7 +127,7 @@ public final class BackupCommands {
             @Qapi.Default("true") boolean autoFinalize,
             @Qapi.Default("true") boolean autoDismiss,
             @Qapi.Optional String filterNodeName,
-            @Qapi.Optional @Qapi.Any Object xPerf,
+            @Qapi.Optional BackupPerf xPerf,
             String target,
             @Qapi.Optional String format,
             @Qapi.Default("\"absolute-paths\"") NewImageMode mode)
@@ -137,7 +147,7 @@ public final class BackupCommands {
             @Qapi.Default("true") boolean autoFinalize,
             @Qapi.Default("true") boolean autoDismiss,
             @Qapi.Optional String filterNodeName,
-            @Qapi.Optional @Qapi.Any Object xPerf,
+            @Qapi.Optional BackupPerf xPerf,
             String target)
             implements BackupCommon {}
 
@@ -390,12 +400,13 @@ public final class BackupCommands {
     private static BlockNode openTarget(Nodes nodes, String filename, String format, BlockNode backingNode)
             throws TransactionException {
         try {
-            String fmt = format != null ? format : nodes.graph().probe(filename);
-            BlockOptions o = BlockOptions.empty()
-                    .put("driver", fmt)
-                    .put("discard", "unmap")
-                    .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename));
-            if (backingNode != null && fmt.equals("qcow2")) {
+            // a json: filename or a protocol prefix names the whole target (a qcow2 over blkdebug)
+            BlockOptions o = nodes.graph().imageOptions(filename, format);
+            String fmt = o.requireString("driver");
+            if (!o.has("discard")) {
+                o.put("discard", "unmap");
+            }
+            if (backingNode != null && fmt.equals("qcow2") && !o.has("backing")) {
                 o.put("backing", backingNode.nodeName());
             }
             return nodes.graph().add(o);

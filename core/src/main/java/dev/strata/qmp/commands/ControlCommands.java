@@ -4,10 +4,11 @@ import dev.strata.qmp.Commands;
 import dev.strata.qmp.ErrorClass;
 import dev.strata.qmp.Qmp;
 import dev.strata.qmp.QmpException;
+import dev.strata.qmp.schema.Introspection;
 import dev.strata.qmp.schema.Qapi;
 import java.util.List;
 
-/** The protocol's own commands: qmp_capabilities, query-version, query-commands, quit. */
+/** The protocol's own commands: qmp_capabilities, query-version, query-commands, query-qmp-schema, quit. */
 public final class ControlCommands {
     private ControlCommands() {}
 
@@ -43,6 +44,14 @@ public final class ControlCommands {
                 () -> commands.all().stream()
                         .map(c -> new CommandInfo(c.name()))
                         .toList());
+        // the schema of every command declared, this one included, from the types that check them
+        commands.add(
+                "query-qmp-schema",
+                "[SchemaInfo]",
+                () -> Introspection.describe(commands.all().stream()
+                        .map(c -> new Introspection.CommandEntry(
+                                c.name(), c.arguments(), !c.returns().equals("{}"), c.allowOob()))
+                        .toList()));
         commands.add("quit", Commands.NoArguments.class, "{}", (args, ctx) -> {
             ctx.afterReply(shutdown);
             return null;
