@@ -138,7 +138,7 @@ class ArchitectureTest {
     void qmpProtocolAndSchemaKnowNoBlockLayerAndNoDaemon() {
         noClasses()
                 .that()
-                .resideInAnyPackage("dev.strata.qmp", "dev.strata.qmp.json..", "dev.strata.qmp.schema..")
+                .resideInAnyPackage("dev.strata.qmp", "dev.strata.json..", "dev.strata.qmp.schema..")
                 .should()
                 .dependOnClassesThat()
                 .resideInAnyPackage("dev.strata.block..", "dev.strata.daemon..", "dev.strata.img..", "picocli..")
@@ -153,6 +153,23 @@ class ArchitectureTest {
                 .should()
                 .dependOnClassesThat()
                 .resideInAnyPackage("dev.strata.daemon..", "dev.strata.img..", "picocli..")
+                .check(classes);
+    }
+
+    @Test
+    void jsonKnowsNothingOfStrata() {
+        noClasses()
+                .that()
+                .resideInAPackage("dev.strata.json..")
+                .should()
+                .dependOnClassesThat()
+                .resideInAnyPackage(
+                        "dev.strata.block..",
+                        "dev.strata.qmp..",
+                        "dev.strata.daemon..",
+                        "dev.strata.img..",
+                        "dev.strata.nbd..",
+                        "dev.strata.job..")
                 .check(classes);
     }
 

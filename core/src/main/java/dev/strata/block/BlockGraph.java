@@ -87,11 +87,19 @@ public final class BlockGraph implements AutoCloseable {
      * under its node-name (or a generated one).
      */
     public BlockNode add(BlockOptions options) throws IOException {
+        return add(options, false);
+    }
+
+    /**
+     * {@link #add}, with {@code noIo} for a node opened only to be described (qemu-img info's
+     * open): see {@link OpenFlags#noIo}.
+     */
+    public BlockNode add(BlockOptions options, boolean noIo) throws IOException {
         boolean ro = options.bool("read-only", false);
         boolean share = options.bool("force-share", false);
         OpenFlags flags;
         try {
-            flags = new OpenFlags(ro, share);
+            flags = new OpenFlags(ro, share, false, noIo);
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
@@ -130,23 +138,51 @@ public final class BlockGraph implements AutoCloseable {
         return openNode(imageOptions(filename, format), flags, chain, root);
     }
 
-    private BlockOptions imageOptions(String filename, String format) throws IOException {
+    /**
+     * The options of the node a filename names, as QEMU's open of a filename reads it: a {@code
+     * json:} filename is the node's own options ({@code format}, when given, overrides its driver;
+     * without either, the format is probed through its {@code file}); any other name is {@code
+     * format} (or the probed format) over the protocol node the name selects ({@link Filenames}).
+     */
+    public BlockOptions imageOptions(String filename, String format) throws IOException {
+        if (Filenames.isJson(filename)) {
+            BlockOptions json = Filenames.json(filename);
+            if (format != null) {
+                json.put("driver", format);
+            } else if (!json.has("driver")) {
+                if (!(json.get("file") instanceof BlockOptions file)) {
+                    throw new BlockException("Must specify either driver or file", BlockException.EINVAL);
+                }
+                json.put("driver", probe(copyOf(file), filename));
+            }
+            return json;
+        }
         String fmt = format != null ? format : probe(filename);
-        return BlockOptions.empty()
-                .put("driver", fmt)
-                .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename));
+        return BlockOptions.empty().put("driver", fmt).put("file", Filenames.protocol(filename));
     }
 
-    /** Probes an image's format from its first bytes: the best-scoring registered probe, else raw. */
+    /**
+     * Probes the format of the image a filename names from its first bytes: the best-scoring
+     * registered probe, else raw. A {@code json:} filename's format is its driver, or probed through
+     * its {@code file}.
+     */
     public String probe(String filename) throws IOException {
+        if (Filenames.isJson(filename)) {
+            return imageOptions(filename, null).requireString("driver");
+        }
+        return probe(Filenames.protocol(filename), filename);
+    }
+
+    private static BlockOptions copyOf(BlockOptions o) {
+        return BlockOptions.fromMap(o.asMap());
+    }
+
+    /** Probes through the protocol node {@code protocol} opens, read-only and force-sharing. */
+    private String probe(BlockOptions protocol, String filename) throws IOException {
         ByteBuffer head = ByteBuffer.allocate(512);
-        // through a read-only, force-sharing file node: probing reads a header and conflicts with nobody
-        BlockOptions file = BlockOptions.empty()
-                .put("driver", "file")
-                .put("filename", filename)
-                .put("read-only", true)
-                .put("force-share", true);
-        try (BlockNode node = openNode(file, new OpenFlags(true, true), List.of(), false)) {
+        // read-only and force-sharing: probing reads a header and conflicts with nobody
+        protocol.put("read-only", true).put("force-share", true);
+        try (BlockNode node = openNode(protocol, new OpenFlags(true, true), List.of(), false)) {
             head.limit((int) Math.min(head.capacity(), node.length()));
             node.driver().read(0, head);
         }
@@ -217,7 +253,7 @@ public final class BlockGraph implements AutoCloseable {
         }
         OpenFlags flags;
         try {
-            flags = new OpenFlags(ro, share, noFlush);
+            flags = new OpenFlags(ro, share, noFlush, inherited.noIo());
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }

@@ -36,6 +36,30 @@ public final class BlockOptions {
         return new BlockOptions(out);
     }
 
+    /**
+     * Builds options from a JSON object as QEMU reads a {@code json:} filename: nested objects and
+     * dotted keys ({@code "file.filename"}) alike, merged into one tree.
+     *
+     * @throws IllegalArgumentException for keys used both as a value and as an object
+     */
+    public static BlockOptions fromJsonObject(Map<String, ?> map) {
+        BlockOptions out = empty();
+        for (var e : map.entrySet()) {
+            Object v = e.getValue() instanceof Map<?, ?> m ? fromJsonObject(castMap(m)) : e.getValue();
+            if (v instanceof BlockOptions nested && out.values.get(e.getKey()) instanceof BlockOptions existing) {
+                nested.values.forEach(existing::putDotted);
+            } else {
+                out.putDotted(e.getKey(), v);
+            }
+        }
+        return out;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Map<String, ?> castMap(Map<?, ?> m) {
+        return (Map<String, ?>) m;
+    }
+
     @SuppressWarnings("unchecked")
     private static Object convert(Object v) {
         if (v instanceof Map<?, ?> m) {

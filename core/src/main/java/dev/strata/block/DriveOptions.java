@@ -99,8 +99,15 @@ public final class DriveOptions {
         Object file = o.get("file");
         String format = str(o, "format").or(() -> str(o, "driver")).orElse(null);
         switch (file) {
+            case String path
+            when Filenames.isJson(path) -> {
+                // the json: filename is the drive's node: its driver (or format=) and its children
+                BlockOptions node = graph.imageOptions(path, format);
+                node.asMap().forEach(root::put);
+                format = node.requireString("driver");
+            }
             case String path -> {
-                root.put("file", BlockOptions.empty().put("driver", "file").put("filename", path));
+                root.put("file", Filenames.protocol(path));
                 if (format == null) {
                     try {
                         format = graph.probe(path);

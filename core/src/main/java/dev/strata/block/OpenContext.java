@@ -57,6 +57,16 @@ public final class OpenContext {
      * directory, {@code format} or probed when null. Always read-only, as in QEMU.
      */
     public BlockNode openBackingImage(Path imagePath, String filename, String format) throws IOException {
+        if (Filenames.isJson(filename)) {
+            // a json: backing name is the backing node's options, relative to nothing
+            if (chain.size() + 1 >= MAX_CHAIN_DEPTH) {
+                throw new BlockException("Backing chain of '" + imagePath + "' is deeper than " + MAX_CHAIN_DEPTH
+                        + " images; refusing to open '" + filename + "'");
+            }
+            List<Path> below = new ArrayList<>(chain);
+            below.add(canonical(imagePath));
+            return own(graph.openImageInChain(filename, format, flags.asReadOnly(), List.copyOf(below), false));
+        }
         Path resolved = resolveBacking(imagePath, filename);
         List<Path> below = new ArrayList<>(chain);
         below.add(canonical(imagePath));

@@ -2,8 +2,8 @@ package dev.strata.daemon;
 
 import dev.strata.block.BlockOptions;
 import dev.strata.daemon.Daemon.StartupException;
+import dev.strata.json.Json;
 import dev.strata.qmp.commands.BlockdevSchema;
-import dev.strata.qmp.json.Json;
 import dev.strata.qmp.schema.Decoder;
 import dev.strata.qmp.schema.SchemaException;
 import java.nio.file.Path;

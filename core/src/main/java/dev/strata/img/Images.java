@@ -4,6 +4,7 @@ import dev.strata.block.BlockException;
 import dev.strata.block.BlockGraph;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BlockOptions;
+import dev.strata.block.Filenames;
 import dev.strata.block.OpenFlags;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -41,9 +42,7 @@ final class Images {
                     err.println("         Specify the 'raw' format explicitly to remove the restrictions.");
                 }
             }
-            BlockOptions options = BlockOptions.empty()
-                    .put("driver", fmt)
-                    .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename))
+            BlockOptions options = graph.imageOptions(filename, fmt)
                     .put("read-only", flags.readOnly())
                     .put("force-share", flags.forceShare());
             if (flags.noFlush()) {
@@ -53,7 +52,7 @@ final class Images {
             if (!openBacking && supportsBacking(fmt)) {
                 options.put("backing", null);
             }
-            BlockNode node = graph.add(options);
+            BlockNode node = graph.add(options, flags.noIo());
             for (String w : node.driver().openWarnings()) {
                 err.print(ImgSubcommand.PREFIX + "warning: " + w);
                 err.flush();
@@ -70,11 +69,13 @@ final class Images {
      */
     static BlockNode openFile(BlockGraph graph, String filename, OpenFlags flags) throws ImgFailure {
         try {
-            return graph.add(BlockOptions.empty()
-                    .put("driver", "file")
-                    .put("filename", filename)
-                    .put("read-only", flags.readOnly())
-                    .put("force-share", flags.forceShare()));
+            BlockOptions protocol = Filenames.isJson(filename)
+                    ? graph.imageOptions(filename, null)
+                            .child("file")
+                            .orElseThrow(() ->
+                                    new BlockException("Must specify either driver or file", BlockException.EINVAL))
+                    : Filenames.protocol(filename);
+            return graph.add(protocol.put("read-only", flags.readOnly()).put("force-share", flags.forceShare()));
         } catch (IOException e) {
             throw new ImgFailure("Could not open '" + filename + "': " + e.getMessage());
         }

@@ -55,7 +55,8 @@ final class InfoCommand extends ImgSubcommand {
                     throw new ImgFailure("Backing chain of '" + filename + "' is longer than 1024 images");
                 }
                 ImageInfo info;
-                try (BlockNode node = Images.open(graph, name, fmt, new OpenFlags(true, forceShare), false, err())) {
+                try (BlockNode node =
+                        Images.open(graph, name, fmt, new OpenFlags(true, forceShare).withNoIo(), false, err())) {
                     info = ImageInfo.of(node, FormatFacts.of(node));
                 }
                 chain.add(info);

@@ -1,4 +1,4 @@
-package dev.strata.qmp.json;
+package dev.strata.json;
 
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -23,10 +23,14 @@ public final class Json {
                 errors.add(message);
             }
         });
-        byte[] bytes = (text + "\n").getBytes(StandardCharsets.UTF_8);
+        byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
         streamer.feed(bytes, 0, bytes.length);
+        streamer.flush();
         if (!errors.isEmpty()) {
             throw new IllegalArgumentException(errors.getFirst());
+        }
+        if (values.isEmpty()) {
+            throw new IllegalArgumentException("Expecting a JSON value");
         }
         if (values.size() != 1) {
             throw new IllegalArgumentException("expected one JSON value, found " + values.size());

@@ -1,7 +1,7 @@
-package dev.strata.qmp.json;
+package dev.strata.json;
 
-import dev.strata.qmp.json.JsonStreamer.Kind;
-import dev.strata.qmp.json.JsonStreamer.Token;
+import dev.strata.json.JsonStreamer.Kind;
+import dev.strata.json.JsonStreamer.Token;
 import java.math.BigInteger;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;

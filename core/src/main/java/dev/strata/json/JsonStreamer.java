@@ -1,4 +1,4 @@
-package dev.strata.qmp.json;
+package dev.strata.json;
 
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -85,6 +85,28 @@ public final class JsonStreamer {
     public void feed(byte[] buf, int off, int len) {
         for (int i = off; i < off + len; i++) {
             feed(buf[i] & 0xff);
+        }
+    }
+
+    /**
+     * End of input (QEMU's json_message_parser_flush): a token still being read is ended, and an
+     * unfinished message is parsed as it is, so its error is reported rather than kept waiting.
+     */
+    public void flush() {
+        if (state != State.START && state != State.RECOVERY) {
+            feed(' ');
+        }
+        state = State.START;
+        if (tokens.isEmpty()) {
+            return;
+        }
+        List<Token> message = tokens;
+        reset();
+        try {
+            JsonParser.parse(message);
+            sink.error("JSON parse error, premature EOF");
+        } catch (JsonParser.ParseError e) {
+            sink.error(e.getMessage());
         }
     }
 

@@ -1,4 +1,4 @@
-package dev.strata.qmp.json;
+package dev.strata.json;
 
 import java.math.BigDecimal;
 import java.math.BigInteger;

@@ -1,4 +1,4 @@
-package dev.strata.qmp.json;
+package dev.strata.json;
 
 /**
  * QEMU's reading of UTF-8 in QMP input: "modified" UTF-8, where the overlong pair C0 80 stands for

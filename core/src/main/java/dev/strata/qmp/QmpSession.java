@@ -1,7 +1,7 @@
 package dev.strata.qmp;
 
-import dev.strata.qmp.json.JsonStreamer;
-import dev.strata.qmp.json.JsonWriter;
+import dev.strata.json.JsonStreamer;
+import dev.strata.json.JsonWriter;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;

@@ -4,8 +4,8 @@ import static dev.strata.daemon.BackupFixture.args;
 import static dev.strata.daemon.BackupFixture.assertSame;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.strata.json.Json;
 import dev.strata.qmp.QmpClient;
-import dev.strata.qmp.json.Json;
 import dev.strata.testing.FaultyDisk;
 import dev.strata.testing.Interop;
 import java.io.IOException;

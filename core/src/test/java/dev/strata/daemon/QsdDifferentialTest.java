@@ -2,8 +2,8 @@ package dev.strata.daemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.strata.json.JsonWriter;
 import dev.strata.qmp.QmpClient;
-import dev.strata.qmp.json.JsonWriter;
 import dev.strata.testing.Interop;
 import java.io.IOException;
 import java.io.InputStream;
@@ -101,7 +101,7 @@ class QsdDifferentialTest extends QsdSandboxes {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp", "create.qmp"})
+    @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp", "create.qmp", "filenames.qmp"})
     void qemuAndStrataAnswerTheScriptAlike(String scriptName) throws Exception {
         Interop.require("qemu-storage-daemon");
         Interop.require("qemu-io");

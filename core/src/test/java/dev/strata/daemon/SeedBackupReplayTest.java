@@ -3,7 +3,7 @@ package dev.strata.daemon;
 import static dev.strata.daemon.BackupFixture.assertSame;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.strata.qmp.json.Json;
+import dev.strata.json.Json;
 import dev.strata.testing.Interop;
 import java.io.IOException;
 import java.io.InputStream;

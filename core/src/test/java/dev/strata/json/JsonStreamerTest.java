@@ -1,4 +1,4 @@
-package dev.strata.qmp.json;
+package dev.strata.json;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

@@ -1,7 +1,7 @@
 package dev.strata.qmp;
 
-import dev.strata.qmp.json.Json;
-import dev.strata.qmp.json.JsonWriter;
+import dev.strata.json.Json;
+import dev.strata.json.JsonWriter;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.StandardProtocolFamily;

@@ -126,7 +126,7 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
     public static BlockDriver open(BlockOptions options, OpenContext context) throws IOException {
         BlockNode fileNode = context.openChild(options, "file", context.flags());
         if (fileNode == null) {
-            throw new BlockException("Parameter 'file' is missing", BlockException.EINVAL);
+            throw new BlockException("A block device must be specified for \"file\"", BlockException.EINVAL);
         }
         for (String ignored : List.of(
                 "lazy-refcounts",
@@ -149,6 +149,14 @@ public final class Qcow2Driver implements BlockDriver, CompressedWriter {
         Qcow2Header header = Qcow2Header.read(file::read, file.length());
         header.validate(file.length());
         checkFeatures(header, readOnly);
+        if ((header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0
+                && (header.incompatibleFeatures() & Qcow2Header.INCOMPAT_DATA_FILE) == 0
+                && !context.flags().noIo()) {
+            // the bit says guest data lives at the same offsets of a data file the image does not
+            // have: reading the image's own clusters would return the wrong data (QEMU refuses too,
+            // except for qemu-img info's open)
+            throw new BlockException("data-file-raw requires a data file", BlockException.EINVAL);
+        }
         if (header.isDirty() && !readOnly) {
             // the repair rewrites refcounts (and may grow the file) behind this node's back: start
             // over from the header, keeping nothing read before it

@@ -57,7 +57,7 @@ public final class RawDriver implements BlockDriver {
     public static RawDriver open(BlockOptions options, OpenContext context) throws IOException {
         BlockNode file = context.openChild(options, "file", context.flags());
         if (file == null) {
-            throw new BlockException("Parameter 'file' is missing", BlockException.EINVAL);
+            throw new BlockException("A block device must be specified for \"file\"", BlockException.EINVAL);
         }
         long offset = options.number("offset", 0);
         boolean hasSize = options.has("size");

@@ -1,6 +1,6 @@
 package dev.strata.qmp.schema;
 
-import dev.strata.qmp.json.Json;
+import dev.strata.json.Json;
 import dev.strata.qmp.schema.QType.AlternateType;
 import dev.strata.qmp.schema.QType.Branch;
 import dev.strata.qmp.schema.QType.Builtin;
