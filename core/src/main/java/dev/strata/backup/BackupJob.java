@@ -32,6 +32,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * while the transaction waits for the job lock).
  */
 public final class BackupJob extends Job {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(BackupJob.class);
+
     /** Largest piece copied at once: big enough for sequential throughput, small enough to pause. */
     static final int CHUNK = 4 << 20;
 
@@ -77,6 +79,9 @@ public final class BackupJob extends Job {
     private final BlockCopy copy;
     private final Runnable onClean;
     private final dev.strata.block.BeforeWrite hook;
+    /** discard-source: each run copied is discarded on the source. */
+    private final boolean discardSource;
+
     /** Bytes copied since the target's writeback was last started. */
     private final AtomicLong unsynced = new AtomicLong();
 
@@ -97,6 +102,7 @@ public final class BackupJob extends Job {
         this.onSourceError = r.onSourceError();
         this.onTargetError = r.onTargetError();
         this.onClean = r.onClean();
+        this.discardSource = r.discardSource();
         this.copy = new BlockCopy(source, target, length, clusterSize, r.compress(), this::addProgress);
         this.hook = (node, offset, len) -> copy.beforeGuestWrite(offset, len);
     }
@@ -314,6 +320,9 @@ public final class BackupJob extends Job {
             copy.release(r, true);
             addProgress(r.length());
             copied(r.length());
+            if (discardSource) {
+                discardCopied(r);
+            }
             return null;
         } catch (CopyFailure f) {
             copy.release(r, false);
@@ -321,6 +330,24 @@ public final class BackupJob extends Job {
         } catch (RuntimeException e) {
             copy.release(r, false);
             throw e;
+        }
+    }
+
+    /**
+     * discard-source: the run is on the target now, so the source may let it go (a fleecing
+     * snapshot releases its saved copy). As in QEMU, a failed discard fails nothing; it is logged.
+     * After the claim is released, so the discard's own copy-before-write finds nothing to wait for.
+     */
+    private void discardCopied(BlockCopy.Run r) {
+        try {
+            source.discard(r.start(), r.length());
+        } catch (IOException e) {
+            LOG.debug(
+                    "discard-source of {}+{} on '{}' failed: {}",
+                    r.start(),
+                    r.length(),
+                    source.nodeName(),
+                    e.toString());
         }
     }
 

@@ -52,6 +52,11 @@ public final class OpenContext {
         };
     }
 
+    /** A node of the graph by name (a filter's bitmap lives on a node the options name). */
+    public java.util.Optional<BlockNode> findNode(String name) {
+        return graph.find(name);
+    }
+
     /**
      * Opens a backing image named inside an image: {@code filename} relative to the image's
      * directory, {@code format} or probed when null. Always read-only, as in QEMU.

@@ -98,6 +98,7 @@ class BackupPointInTimeTest {
                                 OnError.REPORT,
                                 true,
                                 true,
+                                false,
                                 null));
                 t0 = contents(src);
             }

@@ -101,7 +101,7 @@ class QsdDifferentialTest extends QsdSandboxes {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp", "create.qmp", "filenames.qmp"})
+    @ValueSource(strings = {"bitmaps.qmp", "jobs.qmp", "create.qmp", "filenames.qmp", "fleecing.qmp"})
     void qemuAndStrataAnswerTheScriptAlike(String scriptName) throws Exception {
         Interop.require("qemu-storage-daemon");
         Interop.require("qemu-io");

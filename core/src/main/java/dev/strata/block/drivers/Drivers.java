@@ -2,6 +2,8 @@ package dev.strata.block.drivers;
 
 import dev.strata.block.BlockGraph;
 import dev.strata.block.blkdebug.BlkdebugDriver;
+import dev.strata.block.cbw.CopyBeforeWriteDriver;
+import dev.strata.block.cbw.SnapshotAccessDriver;
 import dev.strata.block.file.FileDriver;
 import dev.strata.block.mem.NullDriver;
 import dev.strata.block.qcow2.Qcow2Driver;
@@ -18,6 +20,8 @@ public final class Drivers {
                 .register("qcow2", Qcow2Driver::open, Qcow2Driver::probe)
                 .register("null-co", NullDriver::open)
                 .register("blkdebug", BlkdebugDriver::open)
+                .register("copy-before-write", CopyBeforeWriteDriver::open)
+                .register("snapshot-access", SnapshotAccessDriver::open)
                 .registerFileCreator(FileDriver::create);
     }
 }

@@ -100,6 +100,8 @@ public final class BackupCommands {
 
         boolean autoDismiss();
 
+        boolean discardSource();
+
         String filterNodeName();
     }
 
@@ -128,6 +130,7 @@ public final class BackupCommands {
             @Qapi.Default("true") boolean autoDismiss,
             @Qapi.Optional String filterNodeName,
             @Qapi.Optional BackupPerf xPerf,
+            @Qapi.Default("false") boolean discardSource,
             String target,
             @Qapi.Optional String format,
             @Qapi.Default("\"absolute-paths\"") NewImageMode mode)
@@ -148,6 +151,7 @@ public final class BackupCommands {
             @Qapi.Default("true") boolean autoDismiss,
             @Qapi.Optional String filterNodeName,
             @Qapi.Optional BackupPerf xPerf,
+            @Qapi.Default("false") boolean discardSource,
             String target)
             implements BackupCommon {}
 
@@ -273,6 +277,7 @@ public final class BackupCommands {
                 OnError.valueOf(a.onTargetError().name()),
                 a.autoFinalize(),
                 a.autoDismiss(),
+                a.discardSource(),
                 onClean);
     }
 

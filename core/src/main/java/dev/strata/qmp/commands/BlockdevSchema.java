@@ -229,6 +229,17 @@ public final class BlockdevSchema {
         v.put(
                 "raw",
                 struct("BlockdevOptionsRaw", required("file", ref), optional("offset", INT), optional("size", INT)));
+        v.put(
+                "copy-before-write",
+                struct(
+                        "BlockdevOptionsCbw",
+                        required("file", ref),
+                        required("target", ref),
+                        optional("bitmap", struct("BlockDirtyBitmap", required("node", STR), required("name", STR))),
+                        optional("on-cbw-error", enumOf("OnCbwError", "break-guest-write", "break-snapshot")),
+                        optional("cbw-timeout", new IntType(IntKind.UINT32)),
+                        optional("min-cluster-size", new IntType(IntKind.SIZE))));
+        v.put("snapshot-access", struct("BlockdevOptionsGenericFormat", required("file", ref)));
         return v;
     }
 }
