@@ -6,6 +6,7 @@ import dev.strata.block.cbw.CopyBeforeWriteDriver;
 import dev.strata.block.cbw.SnapshotAccessDriver;
 import dev.strata.block.file.FileDriver;
 import dev.strata.block.mem.NullDriver;
+import dev.strata.block.nbd.NbdClientDriver;
 import dev.strata.block.qcow2.Qcow2Driver;
 import dev.strata.block.raw.RawDriver;
 
@@ -22,6 +23,7 @@ public final class Drivers {
                 .register("blkdebug", BlkdebugDriver::open)
                 .register("copy-before-write", CopyBeforeWriteDriver::open)
                 .register("snapshot-access", SnapshotAccessDriver::open)
+                .register("nbd", NbdClientDriver::open)
                 .registerFileCreator(FileDriver::create);
     }
 }

@@ -240,6 +240,41 @@ public final class BlockdevSchema {
                         optional("cbw-timeout", new IntType(IntKind.UINT32)),
                         optional("min-cluster-size", new IntType(IntKind.SIZE))));
         v.put("snapshot-access", struct("BlockdevOptionsGenericFormat", required("file", ref)));
+        UnionType socketAddress = new UnionType(
+                "SocketAddress",
+                struct(
+                        "q_obj_SocketAddress-base",
+                        required("type", enumOf("SocketAddressType", "inet", "unix", "vsock", "fd"))),
+                "type",
+                Map.of(
+                        "inet",
+                        struct(
+                                "InetSocketAddress",
+                                required("host", STR),
+                                required("port", STR),
+                                optional("numeric", BOOL),
+                                optional("to", new IntType(IntKind.UINT16)),
+                                optional("ipv4", BOOL),
+                                optional("ipv6", BOOL),
+                                optional("keep-alive", BOOL),
+                                optional("mptcp", BOOL)),
+                        "unix",
+                        struct(
+                                "UnixSocketAddress",
+                                required("path", STR),
+                                optional("abstract", BOOL),
+                                optional("tight", BOOL))));
+        v.put(
+                "nbd",
+                struct(
+                        "BlockdevOptionsNbd",
+                        required("server", socketAddress),
+                        optional("export", STR),
+                        optional("tls-creds", STR),
+                        optional("tls-hostname", STR),
+                        optional("x-dirty-bitmap", STR),
+                        optional("reconnect-delay", new IntType(IntKind.UINT32)),
+                        optional("open-timeout", new IntType(IntKind.UINT32))));
         return v;
     }
 }
