@@ -126,8 +126,15 @@ final class Rules {
     }
 
     static Rules parse(BlockOptions options) {
+        return parse(options, new BlkdebugConfig.Sections(List.of(), List.of()));
+    }
+
+    /** The rules of a config file (first) and of the options. */
+    static Rules parse(BlockOptions options, BlkdebugConfig.Sections config) {
         List<Inject> injects = new ArrayList<>();
-        for (BlockOptions o : list(options, "inject-error")) {
+        List<BlockOptions> injectOptions = new ArrayList<>(config.injectErrors());
+        injectOptions.addAll(list(options, "inject-error"));
+        for (BlockOptions o : injectOptions) {
             String event = event(o);
             long state = o.number("state", ANY);
             Set<IoType> types = o.has("iotype") ? Set.of(IoType.parse(o.requireString("iotype"))) : DEFAULT_IOTYPES;
@@ -142,7 +149,9 @@ final class Rules {
             injects.add(new Inject(event, state, types, (int) errno, sector, once));
         }
         List<SetState> setStates = new ArrayList<>();
-        for (BlockOptions o : list(options, "set-state")) {
+        List<BlockOptions> setStateOptions = new ArrayList<>(config.setStates());
+        setStateOptions.addAll(list(options, "set-state"));
+        for (BlockOptions o : setStateOptions) {
             String event = event(o);
             long state = o.number("state", ANY);
             if (!o.has("new_state")) {
