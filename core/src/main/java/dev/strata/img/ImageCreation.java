@@ -50,8 +50,6 @@ final class ImageCreation {
                     "Cluster size must be a power of two between 512 and 2048k", BlockException.EINVAL);
         }
         refuseUnlessDefault(options, "extended_l2", "off", "extended L2 entries");
-        refuseUnlessDefault(options, "compression_type", "zlib", "compression types other than zlib");
-        refuseUnlessDefault(options, "refcount_bits", "16", "refcount widths other than 16 bits");
         String backing = options.get("backing_file").orElse(null);
         String backingFormat = options.get("backing_fmt").orElse(null);
         // Qcow2Create opens the backing file to check it; an unsafe create names it afterwards instead
@@ -63,7 +61,9 @@ final class ImageCreation {
                 nameLater ? null : backingFormat,
                 Qcow2Create.Preallocation.parse(options.get("preallocation").orElse("off")),
                 options.bool("lazy_refcounts"),
-                options.get("compat").orElse("1.1"));
+                options.get("compat").orElse("1.1"),
+                refcountBits(options),
+                options.getOrDefault("compression_type"));
         Qcow2Create.create(graph, filename, o);
         if (nameLater) {
             try (BlockNode node = graph.add(BlockOptions.empty()
@@ -72,6 +72,15 @@ final class ImageCreation {
                     .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename)))) {
                 ((Qcow2Driver) node.driver()).changeBackingFile(backing, backingFormat);
             }
+        }
+    }
+
+    private static int refcountBits(CreateOptions options) throws BlockException {
+        try {
+            return Integer.parseInt(options.getOrDefault("refcount_bits"));
+        } catch (NumberFormatException e) {
+            throw new BlockException(
+                    "Refcount width must be a power of two and may not exceed 64 bits", BlockException.EINVAL);
         }
     }
 

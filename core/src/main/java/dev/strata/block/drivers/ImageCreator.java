@@ -18,8 +18,8 @@ import java.util.Set;
  *       and {@code extent-size-hint} are accepted and have no effect (no btrfs, no extent hints).
  *   <li>{@code qcow2}: formats an existing node ({@code file}: a node name, or options of a new
  *       node opened for the creation only) as qemu-storage-daemon does, without opening the
- *       backing file; version 3 only, 16-bit refcounts, zlib, no extended L2, no external data
- *       file and no encryption, each refused with a clear error when asked for.
+ *       backing file; versions 2 and 3, every refcount width, zlib or zstd; no extended L2, no
+ *       external data file and no encryption, each refused with a clear error when asked for.
  * </ul>
  *
  * The host file is created with the image lock ({@link BlockGraph#createFile}), and a node to
@@ -60,12 +60,6 @@ public final class ImageCreator {
         if (Boolean.TRUE.equals(o.get("extended-l2"))) {
             throw unsupported("extended L2 entries");
         }
-        if (!o.getOrDefault("compression-type", "zlib").equals("zlib")) {
-            throw unsupported("compression types other than zlib");
-        }
-        if (number(o, "refcount-bits", 16) != 16) {
-            throw unsupported("refcount widths other than 16 bits");
-        }
         String version = (String) o.getOrDefault("version", "v3");
         long clusterSize = number(o, "cluster-size", Qcow2Create.Options.DEFAULT_CLUSTER_SIZE);
         if (clusterSize > Integer.MAX_VALUE || clusterSize < 0) {
@@ -80,7 +74,9 @@ public final class ImageCreator {
                 (String) o.get("backing-fmt"),
                 Qcow2Create.Preallocation.parse((String) o.getOrDefault("preallocation", "off")),
                 Boolean.TRUE.equals(o.get("lazy-refcounts")),
-                version);
+                version,
+                (int) Math.min(Integer.MAX_VALUE, number(o, "refcount-bits", 16)),
+                (String) o.getOrDefault("compression-type", "zlib"));
         Qcow2Create.checkOptions(options);
         Object ref = o.get("file");
         BlockOptions qcow2 = BlockOptions.empty().put("driver", "qcow2").put("backing", null);

@@ -53,7 +53,9 @@ public final class Qcow2Create {
      * @param backingFormat the backing file's format; required with a backing file, as qemu-img
      * @param preallocation off or metadata
      * @param lazyRefcounts sets the lazy refcounts compatible bit (Strata's writes do not rely on it)
-     * @param compat "1.1" (or "v3"); older compat levels are refused
+     * @param compat "1.1" or "v3" (version 3), "0.10" or "v2" (version 2)
+     * @param refcountBits the refcount width: a power of two from 1 to 64 (16 unless version 3)
+     * @param compressionType "zlib" or "zstd" (version 3)
      */
     public record Options(
             long size,
@@ -62,27 +64,82 @@ public final class Qcow2Create {
             String backingFormat,
             Preallocation preallocation,
             boolean lazyRefcounts,
-            String compat) {
+            String compat,
+            int refcountBits,
+            String compressionType) {
         public static final int DEFAULT_CLUSTER_SIZE = 65536;
+
+        /** Options with QEMU's defaults for the refcount width (16) and the compression type (zlib). */
+        public Options(
+                long size,
+                int clusterSize,
+                String backingFile,
+                String backingFormat,
+                Preallocation preallocation,
+                boolean lazyRefcounts,
+                String compat) {
+            this(size, clusterSize, backingFile, backingFormat, preallocation, lazyRefcounts, compat, 16, "zlib");
+        }
 
         public static Options of(long size) {
             return new Options(size, DEFAULT_CLUSTER_SIZE, null, null, Preallocation.OFF, false, "1.1");
         }
 
+        /** Version 2 (compat 0.10), else 3. */
+        public boolean version2() {
+            return "0.10".equals(compat) || "v2".equals(compat);
+        }
+
         public Options withClusterSize(int cs) {
-            return new Options(size, cs, backingFile, backingFormat, preallocation, lazyRefcounts, compat);
+            return new Options(
+                    size,
+                    cs,
+                    backingFile,
+                    backingFormat,
+                    preallocation,
+                    lazyRefcounts,
+                    compat,
+                    refcountBits,
+                    compressionType);
         }
 
         public Options withBacking(String file, String format) {
-            return new Options(size, clusterSize, file, format, preallocation, lazyRefcounts, compat);
+            return new Options(
+                    size,
+                    clusterSize,
+                    file,
+                    format,
+                    preallocation,
+                    lazyRefcounts,
+                    compat,
+                    refcountBits,
+                    compressionType);
         }
 
         public Options withPreallocation(Preallocation p) {
-            return new Options(size, clusterSize, backingFile, backingFormat, p, lazyRefcounts, compat);
+            return new Options(
+                    size,
+                    clusterSize,
+                    backingFile,
+                    backingFormat,
+                    p,
+                    lazyRefcounts,
+                    compat,
+                    refcountBits,
+                    compressionType);
         }
 
         public Options withLazyRefcounts(boolean lazy) {
-            return new Options(size, clusterSize, backingFile, backingFormat, preallocation, lazy, compat);
+            return new Options(
+                    size,
+                    clusterSize,
+                    backingFile,
+                    backingFormat,
+                    preallocation,
+                    lazy,
+                    compat,
+                    refcountBits,
+                    compressionType);
         }
     }
 
@@ -132,10 +189,35 @@ public final class Qcow2Create {
             throw new BlockException(
                     "Cluster size must be a power of two between 512 and 2048k", BlockException.EINVAL);
         }
-        if (o.compat() != null && !o.compat().equals("1.1") && !o.compat().equals("v3")) {
+        int bits = o.refcountBits();
+        if (bits < 1 || bits > 64 || Integer.bitCount(bits) != 1) {
             throw new BlockException(
-                    "Strata creates only compat=1.1 (version 3) qcow2 images, not compat=" + o.compat(),
-                    BlockException.ENOTSUP);
+                    "Refcount width must be a power of two and may not exceed 64 bits", BlockException.EINVAL);
+        }
+        String compat = o.compat() == null ? "1.1" : o.compat();
+        if (!List.of("1.1", "v3", "0.10", "v2").contains(compat)) {
+            throw new BlockException("Invalid compatibility level: '" + compat + "'", BlockException.EINVAL);
+        }
+        if (o.version2() && o.lazyRefcounts()) {
+            throw new BlockException(
+                    "Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)",
+                    BlockException.EINVAL);
+        }
+        if (o.version2() && bits != 16) {
+            throw new BlockException(
+                    "Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or"
+                            + " greater)",
+                    BlockException.EINVAL);
+        }
+        String compression = o.compressionType() == null ? "zlib" : o.compressionType();
+        if (!compression.equals("zlib") && !compression.equals("zstd")) {
+            throw new BlockException("Invalid compression type: '" + compression + "'", BlockException.EINVAL);
+        }
+        if (o.version2() && !compression.equals("zlib")) {
+            throw new BlockException(
+                    "Non-zlib compression type is only supported with compatibility level 1.1 and above (use"
+                            + " version=v3 or greater)",
+                    BlockException.EINVAL);
         }
         if (o.backingFile() != null && o.preallocation() != Preallocation.OFF) {
             throw new BlockException(
@@ -162,7 +244,10 @@ public final class Qcow2Create {
         }
 
         // layout: header, refcount table (r clusters), block 0, L1, blocks 1.. (fixed point)
-        long blockEntries = (long) cs * 8 / 16;
+        int refcountOrder = Integer.numberOfTrailingZeros(o.refcountBits());
+        long blockEntries = (long) cs * 8 / o.refcountBits();
+        boolean v2 = o.version2();
+        boolean zstd = "zstd".equals(o.compressionType());
         long l1Clusters = (l1Entries * 8 + cs - 1) / cs;
         long r = 1;
         long blocks = 1;
@@ -190,12 +275,13 @@ public final class Qcow2Create {
             exts.add(new Qcow2Header.HeaderExtension(
                     Qcow2Header.EXT_BACKING_FORMAT, o.backingFormat().getBytes(StandardCharsets.UTF_8)));
         }
-        // qemu-img 7.2 writes the feature name table only with clusters of 8 KiB and more
-        if (cs >= 8192) {
+        // qemu-img 7.2 writes the feature name table only with clusters of 8 KiB and more, and
+        // none into a version 2 image
+        if (cs >= 8192 && !v2) {
             exts.add(new Qcow2Header.HeaderExtension(Qcow2Header.EXT_FEATURE_TABLE, featureTable()));
         }
         Qcow2Header header = new Qcow2Header(
-                3,
+                v2 ? 2 : 3,
                 0,
                 0,
                 clusterBits,
@@ -207,13 +293,13 @@ public final class Qcow2Create {
                 (int) r,
                 0,
                 0,
-                0,
+                zstd ? Qcow2Header.INCOMPAT_COMPRESSION : 0,
                 o.lazyRefcounts() ? Qcow2Header.COMPAT_LAZY_REFCOUNTS : 0,
                 0,
-                4,
-                Qcow2Header.V3_DEFAULT_HEADER_LENGTH,
-                Qcow2Header.COMPRESSION_DEFLATE,
-                new byte[Qcow2Header.V3_DEFAULT_HEADER_LENGTH - Qcow2Header.V3_HEADER_LENGTH],
+                refcountOrder,
+                v2 ? Qcow2Header.V2_HEADER_LENGTH : Qcow2Header.V3_DEFAULT_HEADER_LENGTH,
+                zstd ? Qcow2Header.COMPRESSION_ZSTD : Qcow2Header.COMPRESSION_DEFLATE,
+                v2 ? new byte[0] : new byte[Qcow2Header.V3_DEFAULT_HEADER_LENGTH - Qcow2Header.V3_HEADER_LENGTH],
                 exts,
                 o.backingFile());
 
@@ -226,7 +312,7 @@ public final class Qcow2Create {
         for (int j = 0; j < blocks; j++) {
             ByteBuffer b = ByteBuffer.allocate(cs);
             for (long c = j * blockEntries; c < Math.min(total, (j + 1) * blockEntries); c++) {
-                b.putShort((int) (2 * (c - j * blockEntries)), (short) 1);
+                Refcounts.setEntry(refcountOrder, b.array(), (int) (c - j * blockEntries), 1);
             }
             file.write(blockOffsets[j], b);
         }

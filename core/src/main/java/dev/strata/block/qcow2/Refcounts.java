@@ -120,6 +120,11 @@ final class Refcounts {
     }
 
     private void setEntry(byte[] b, int i, long v) {
+        setEntry(refcountOrder, b, i, v);
+    }
+
+    /** Sets entry {@code i} of refcount block {@code b} to {@code v}, entries being 2^{@code refcountOrder} bits wide. */
+    static void setEntry(int refcountOrder, byte[] b, int i, long v) {
         switch (refcountOrder) {
             case 0, 1, 2 -> {
                 int bits = 1 << refcountOrder;
