@@ -23,6 +23,8 @@ public final class FaultyDisk implements BlockDriver {
     private volatile int writeErrno;
     // held flushes: null while flushes return at once
     private volatile CountDownLatch flushGate;
+    // held writes: null while writes go on at once
+    private volatile CountDownLatch writeGate;
     private final CountDownLatch flushWaiting = new CountDownLatch(1);
     private final AtomicInteger flushes = new AtomicInteger();
 
@@ -86,8 +88,35 @@ public final class FaultyDisk implements BlockDriver {
         dst.put(data, (int) offset, dst.remaining());
     }
 
+    /** Every later write waits until {@link #releaseWrites}: a target that is stuck. */
+    public void holdWrites() {
+        writeGate = new CountDownLatch(1);
+    }
+
+    /** Lets held writes (and every later one) go on. */
+    public void releaseWrites() {
+        CountDownLatch gate = writeGate;
+        writeGate = null;
+        if (gate != null) {
+            gate.countDown();
+        }
+    }
+
     @Override
-    public synchronized void write(long offset, ByteBuffer src) throws BlockException {
+    public void write(long offset, ByteBuffer src) throws BlockException {
+        CountDownLatch gate = writeGate;
+        if (gate != null) {
+            try {
+                gate.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw error(BlockException.EIO);
+            }
+        }
+        store(offset, src);
+    }
+
+    private synchronized void store(long offset, ByteBuffer src) throws BlockException {
         if (writeErrno != 0) {
             throw error(writeErrno);
         }

@@ -15,6 +15,10 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -26,8 +30,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * <p>Options as QEMU's: {@code file}, {@code target}, {@code bitmap} (only the clusters dirty in
  * that bitmap at open are saved and readable through the snapshot), {@code on-cbw-error}
  * ({@code break-guest-write}: a failed save fails the write; {@code break-snapshot}: the write goes
- * on and every later snapshot read fails), {@code cbw-timeout} (accepted; a save is never cut
- * short), {@code min-cluster-size}.
+ * on and every later snapshot read fails), {@code cbw-timeout} (seconds a write waits for its save; past it the save counts as failed,
+ * ETIMEDOUT), {@code min-cluster-size}.
  *
  * <p>Unlike QEMU's filter, the save hooks into {@code file} itself ({@link BeforeWrite}), so a
  * write that reaches {@code file} another way (an NBD export of it, a job) is saved too: the
@@ -41,6 +45,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  */
 public final class CopyBeforeWriteDriver extends PassThroughFilter {
     private static final long DEFAULT_CLUSTER = 64 << 10;
+    private static final int ETIMEDOUT = 110;
 
     private final BlockNode file;
     private final BlockNode target;
@@ -53,6 +58,9 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
     private final HBitmap readable;
 
     private final BeforeWrite hook = (node, offset, length) -> saveBefore(offset, length);
+    /** cbw-timeout in nanoseconds, 0 for none; set once at open. */
+    private long timeoutNanos;
+
     private volatile String broken;
 
     private CopyBeforeWriteDriver(
@@ -105,13 +113,14 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
             case "break-snapshot" -> true;
             default -> throw new BlockException("Invalid parameter 'on-cbw-error'", BlockException.EINVAL);
         };
-        options.get("cbw-timeout");
+        long timeoutSeconds = options.number("cbw-timeout", 0);
         long min = options.number("min-cluster-size", 0);
         long cluster = Math.max(Math.max(DEFAULT_CLUSTER, target.clusterSize()), min);
         if (Long.bitCount(cluster) != 1) {
             throw new BlockException("min-cluster-size needs to be a power of 2", BlockException.EINVAL);
         }
         CopyBeforeWriteDriver d = new CopyBeforeWriteDriver(file, target, cluster, breakSnapshot, bitmap);
+        d.timeoutNanos = TimeUnit.SECONDS.toNanos(timeoutSeconds);
         file.addBeforeWrite(d.hook);
         return d;
     }
@@ -127,6 +136,50 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
         if (clear < 0 || clear > last) {
             return;
         }
+        try {
+            if (timeoutNanos == 0) {
+                save(first, last);
+            } else {
+                saveWithin(first, last);
+            }
+        } catch (IOException e) {
+            if (!breakSnapshot) {
+                throw e;
+            }
+            // break-snapshot: the guest's write goes on, the point in time is gone
+            broken = e.getMessage();
+        }
+    }
+
+    /**
+     * cbw-timeout: the save runs on a thread of its own and the write waits for it at most the
+     * timeout; past it the save counts as failed (QEMU's ETIMEDOUT) and the write goes on or fails
+     * as on-cbw-error says. A save that finishes later still marks what it saved.
+     */
+    private void saveWithin(long first, long last) throws IOException {
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        Thread.ofVirtual().name("cbw-save").start(() -> {
+            try {
+                save(first, last);
+                done.complete(null);
+            } catch (IOException | RuntimeException e) {
+                done.completeExceptionally(e);
+            }
+        });
+        try {
+            done.get(timeoutNanos, TimeUnit.NANOSECONDS);
+        } catch (TimeoutException e) {
+            throw new BlockException("Connection timed out", ETIMEDOUT);
+        } catch (ExecutionException e) {
+            throw e.getCause() instanceof IOException io ? io : new BlockException(String.valueOf(e.getCause()), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new BlockException("interrupted", BlockException.EIO);
+        }
+    }
+
+    /** Copies the clusters of [first, last] not saved yet from file to target, under the exclusive lock. */
+    private void save(long first, long last) throws IOException {
         lock.writeLock().lock();
         try {
             long end = file.length();
@@ -143,12 +196,6 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
                 target.write(at, buf);
                 saved.set(c, 1);
             }
-        } catch (IOException e) {
-            if (!breakSnapshot) {
-                throw e;
-            }
-            // break-snapshot: the guest's write goes on, the point in time is gone
-            broken = e.getMessage();
         } finally {
             lock.writeLock().unlock();
         }
@@ -159,6 +206,10 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
 
     /** Reads the point in time: each cluster from target where saved, else from file. */
     void snapshotRead(long offset, ByteBuffer dst) throws IOException {
+        if (broken != null) {
+            // before the lock: a save that timed out may still hold it
+            throw new BlockException("Permission denied", BlockException.EACCES);
+        }
         lock.readLock().lock();
         try {
             checkReadable(offset, dst.remaining());
