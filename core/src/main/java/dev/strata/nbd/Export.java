@@ -2,6 +2,7 @@ package dev.strata.nbd;
 
 import dev.strata.block.BlockNode;
 import dev.strata.block.dirty.DirtyBitmap;
+import dev.strata.block.nbd.NbdProtocol;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;

@@ -1,6 +1,6 @@
 package dev.strata.nbd;
 
-import static dev.strata.nbd.NbdProtocol.*;
+import static dev.strata.block.nbd.NbdProtocol.*;
 
 import java.io.IOException;
 import java.nio.BufferUnderflowException;

@@ -3,6 +3,7 @@ package dev.strata.nbd;
 import dev.strata.block.BlockNode;
 import dev.strata.block.Extent;
 import dev.strata.block.dirty.DirtyBitmap;
+import dev.strata.block.nbd.NbdProtocol;
 import java.io.IOException;
 
 /**

@@ -5,6 +5,7 @@ import dev.strata.block.BufferPool;
 import dev.strata.block.dirty.BitmapException;
 import dev.strata.block.dirty.DirtyBitmap;
 import dev.strata.block.dirty.DirtyBitmaps;
+import dev.strata.block.nbd.NbdProtocol;
 import dev.strata.net.PrivateUnixSocket;
 import java.io.IOException;
 import java.net.Inet4Address;

@@ -1,6 +1,6 @@
 package dev.strata.nbd;
 
-import static dev.strata.nbd.NbdProtocol.*;
+import static dev.strata.block.nbd.NbdProtocol.*;
 
 import dev.strata.block.HostRun;
 import java.io.IOException;

@@ -1,12 +1,13 @@
 package dev.strata.nbd;
 
-import static dev.strata.nbd.NbdProtocol.*;
+import static dev.strata.block.nbd.NbdProtocol.*;
 
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
 import dev.strata.block.BufferPool;
 import dev.strata.block.Extent;
 import dev.strata.block.HostCopy;
+import dev.strata.block.nbd.NbdProtocol;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;

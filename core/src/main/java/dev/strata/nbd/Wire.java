@@ -1,6 +1,7 @@
 package dev.strata.nbd;
 
 import dev.strata.block.HostRun;
+import dev.strata.block.nbd.NbdProtocol;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;

@@ -1,6 +1,6 @@
 package dev.strata.nbd;
 
-import static dev.strata.nbd.NbdProtocol.*;
+import static dev.strata.block.nbd.NbdProtocol.*;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.strata.daemon.Daemon;

@@ -1,5 +1,28 @@
 package dev.strata.block.nbd;
 
+import static dev.strata.block.nbd.NbdProtocol.CMD_DISC;
+import static dev.strata.block.nbd.NbdProtocol.CMD_FLAG_NO_HOLE;
+import static dev.strata.block.nbd.NbdProtocol.CMD_FLUSH;
+import static dev.strata.block.nbd.NbdProtocol.CMD_READ;
+import static dev.strata.block.nbd.NbdProtocol.CMD_TRIM;
+import static dev.strata.block.nbd.NbdProtocol.CMD_WRITE;
+import static dev.strata.block.nbd.NbdProtocol.CMD_WRITE_ZEROES;
+import static dev.strata.block.nbd.NbdProtocol.FLAG_FIXED_NEWSTYLE;
+import static dev.strata.block.nbd.NbdProtocol.FLAG_NO_ZEROES;
+import static dev.strata.block.nbd.NbdProtocol.FLAG_READ_ONLY;
+import static dev.strata.block.nbd.NbdProtocol.FLAG_SEND_FLUSH;
+import static dev.strata.block.nbd.NbdProtocol.FLAG_SEND_TRIM;
+import static dev.strata.block.nbd.NbdProtocol.FLAG_SEND_WRITE_ZEROES;
+import static dev.strata.block.nbd.NbdProtocol.IHAVEOPT;
+import static dev.strata.block.nbd.NbdProtocol.INFO_EXPORT;
+import static dev.strata.block.nbd.NbdProtocol.NBDMAGIC;
+import static dev.strata.block.nbd.NbdProtocol.OPTION_REPLY_MAGIC;
+import static dev.strata.block.nbd.NbdProtocol.OPT_GO;
+import static dev.strata.block.nbd.NbdProtocol.REP_ACK;
+import static dev.strata.block.nbd.NbdProtocol.REP_INFO;
+import static dev.strata.block.nbd.NbdProtocol.REQUEST_MAGIC;
+import static dev.strata.block.nbd.NbdProtocol.SIMPLE_REPLY_MAGIC;
+
 import dev.strata.block.BlockDriver;
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockNode;
@@ -29,28 +52,6 @@ import java.util.concurrent.locks.ReentrantLock;
  * so block status reports the whole export as data, as QEMU's client does against such a server.
  */
 public final class NbdClientDriver implements BlockDriver {
-    private static final long NBDMAGIC = 0x4e42444d41474943L;
-    private static final long IHAVEOPT = 0x49484156454F5054L;
-    private static final long OPTION_REPLY_MAGIC = 0x0003e889045565a9L;
-    private static final int FLAG_FIXED_NEWSTYLE = 1;
-    private static final int FLAG_NO_ZEROES = 2;
-    private static final int OPT_GO = 7;
-    private static final int REP_ACK = 1;
-    private static final int REP_INFO = 3;
-    private static final int INFO_EXPORT = 0;
-    private static final int FLAG_READ_ONLY = 1 << 1;
-    private static final int FLAG_SEND_FLUSH = 1 << 2;
-    private static final int FLAG_SEND_TRIM = 1 << 5;
-    private static final int FLAG_SEND_WRITE_ZEROES = 1 << 6;
-    private static final int REQUEST_MAGIC = 0x25609513;
-    private static final int SIMPLE_REPLY_MAGIC = 0x67446698;
-    private static final int CMD_READ = 0;
-    private static final int CMD_WRITE = 1;
-    private static final int CMD_DISC = 2;
-    private static final int CMD_FLUSH = 3;
-    private static final int CMD_TRIM = 4;
-    private static final int CMD_WRITE_ZEROES = 6;
-    private static final int CMD_FLAG_NO_HOLE = 1 << 1;
     /** The largest request sent: servers must accept 32 MiB (QEMU's limit too). */
     private static final int MAX_REQUEST = 32 << 20;
     /** Bounds an option reply's length, so a hostile server cannot make the client allocate without bound. */

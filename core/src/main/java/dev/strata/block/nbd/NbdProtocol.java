@@ -1,4 +1,4 @@
-package dev.strata.nbd;
+package dev.strata.block.nbd;
 
 /**
  * The numbers of the NBD protocol (reference/nbd-proto.md) that Strata speaks: the fixed newstyle
