@@ -16,12 +16,13 @@ import java.util.concurrent.atomic.AtomicReference;
  * A backup job: copies the source as it was when the job was created to the target, while the
  * guest keeps writing (QEMU's backup job with its copy-before-write filter).
  *
- * <p>Invariants (ARCHITECTURE.md 3 and 4): the job is created with the source drained; in that
- * instant the clusters to copy are fixed, the user's bitmap (if any) is frozen with a successor
- * that records every later write, and the copy-before-write hook is installed, so every later
- * guest write first saves the old contents of clusters not yet copied. On success the bitmap is
- * handled per bitmap-mode (on-success: the successor takes its place); on failure or cancel the
- * successor is merged back, so the bitmap is as if the job never ran plus every write since.
+ * <p>Invariants (docs/architecture.md, invariants 3 and 4): the job is created with the source
+ * drained; in that instant the clusters to copy are fixed, the user's bitmap (if any) is frozen
+ * with a successor that records every later write, and the copy-before-write hook is installed, so
+ * every later guest write first saves the old contents of clusters not yet copied. On success the
+ * bitmap is handled per bitmap-mode (on-success: the successor takes its place); on failure or
+ * cancel the successor is merged back, so the bitmap is as if the job never ran plus every write
+ * since.
  *
  * <p>Concurrency: {@link #run} runs on the job's virtual thread and copies through a single reused
  * buffer of {@link #CHUNK} bytes; copy-before-write runs on the guest's writing thread; the two

@@ -22,7 +22,7 @@ import java.util.function.LongConsumer;
  * copied ({@code inFlight} set; whoever claimed it owns it), or done (neither). A claim moves
  * clusters from to-copy to in-flight in one step under {@code lock}; a failed copy puts them back.
  * So the job and a guest write never copy one cluster twice or race on it, and a guest write never
- * proceeds past a cluster whose old data has not yet been read (ARCHITECTURE.md invariant 3).
+ * proceeds past a cluster whose old data has not yet been read (docs/architecture.md invariant 3).
  *
  * <p>Concurrency: {@code lock} guards both bitmaps and is never held during I/O; {@code settled}
  * is signalled whenever in-flight clusters finish. All I/O is job I/O ({@link dev.strata.block.JobIo}),

@@ -20,17 +20,17 @@ import java.util.Optional;
  * definition, a backing file named in the image) are owned and closed with it; children given by
  * node-name belong to the graph.
  *
- * <p>Dirty tracking (ARCHITECTURE.md invariant 1): every write, zero-write and discard marks the
- * node's recording bitmaps for the whole range after the driver call and before the call returns,
- * whether the driver succeeded or not (a failed write may have changed part of the range; a bitmap
- * may over-report, never under-report). After, not before, because of the successor a backup
- * freezes its bitmap with: a write still in flight when the job starts may land after the job's
- * point in time, so it must be marked in the successor that exists once the job has started,
- * which only a mark made after the data landed is sure to reach. A write that landed before the
- * job started but is marked after is in the successor only; the backup then keeps the old
- * contents of that cluster, which is a valid state for a write not yet acknowledged, and the next
- * incremental copies the new ones. For the same reason a {@code block-dirty-bitmap-clear} racing a
- * write never loses it.
+ * <p>Dirty tracking (docs/architecture.md invariant 1): every write, zero-write and discard marks
+ * the node's recording bitmaps for the whole range after the driver call and before the call
+ * returns, whether the driver succeeded or not (a failed write may have changed part of the range;
+ * a bitmap may over-report, never under-report). After, not before, because of the successor a
+ * backup freezes its bitmap with: a write still in flight when the job starts may land after the
+ * job's point in time, so it must be marked in the successor that exists once the job has started,
+ * which only a mark made after the data landed is sure to reach. A write that landed before the job
+ * started but is marked after is in the successor only; the backup then keeps the old contents of
+ * that cluster, which is a valid state for a write not yet acknowledged, and the next incremental
+ * copies the new ones. For the same reason a {@code block-dirty-bitmap-clear} racing a write never
+ * loses it.
  *
  * <p>I/O gate: every request enters the node's {@link IoGate} for its duration, so {@link #drain}
  * can wait for the node to be idle and hold new requests back (blockdev-del, transactions).

@@ -9,8 +9,8 @@ import java.util.concurrent.locks.ReentrantLock;
 /**
  * The I/O gate of one node: counts requests in flight and lets a caller drain the node, that is
  * wait until no request is in flight and hold new ones back until it is done (QEMU's
- * bdrv_drained_begin/end). blockdev-del drains before closing; transactions will drain the nodes
- * they touch.
+ * bdrv_drained_begin/end). blockdev-del drains before closing; transactions drain the nodes they
+ * touch (invariant 2).
  *
  * <p>Concurrency: entering and leaving are one atomic update each while nobody drains (the common
  * case costs no lock). {@code state} holds the in-flight count in its low bits and {@link

@@ -29,13 +29,13 @@ import java.util.concurrent.Semaphore;
  * kernel). Clients that want parallel I/O open several connections, as nbdcopy does where the
  * export advertises multi-conn.
  *
- * <p>Invariants: a write, zero-write or trim reaches {@link BlockNode}, which marks every
- * recording bitmap before it returns, and only then is the reply sent: NBD never acknowledges an
- * untracked write (ARCHITECTURE.md invariant 1). With FUA, or on a writethrough export, the node
- * is flushed before the reply. A FLUSH covers every write replied to before it arrived, since
- * those were served before it was read. A request the server refuses gets an error reply and the
- * connection carries on, its payload having been read; only a broken stream (bad magic) or a
- * WRITE too large to read ends it, as in QEMU. {@link #run} returns only when no request of the
+ * <p>Invariants: a write, zero-write or trim reaches {@link BlockNode}, which marks every recording
+ * bitmap before it returns, and only then is the reply sent: NBD never acknowledges an untracked
+ * write (docs/architecture.md invariant 1). With FUA, or on a writethrough export, the node is
+ * flushed before the reply. A FLUSH covers every write replied to before it arrived, since those
+ * were served before it was read. A request the server refuses gets an error reply and the
+ * connection carries on, its payload having been read; only a broken stream (bad magic) or a WRITE
+ * too large to read ends it, as in QEMU. {@link #run} returns only when no request of the
  * connection is in flight any more, so whoever waits for the connection's thread (export removal,
  * server stop) knows the node is left alone.
  *

@@ -10,10 +10,10 @@ import java.util.List;
  * first failure aborts the prepared ones in reverse and is the transaction's error; otherwise all
  * commit. Then every prepared action is cleaned.
  *
- * <p>Invariant 2 (ARCHITECTURE.md): the nodes given are drained for the whole of it, so no guest
- * write lands between two actions. "bitmap-add + full backup" therefore yields a bitmap that
- * starts exactly at the backup's point in time. Backup jobs start in their commit and their
- * threads begin copying only after the drain ends.
+ * <p>Invariant 2 (docs/architecture.md): the nodes given are drained for the whole of it, so no
+ * guest write lands between two actions. "bitmap-add + full backup" therefore yields a bitmap that
+ * starts exactly at the backup's point in time. Backup jobs start in their commit and their threads
+ * begin copying only after the drain ends.
  */
 public final class Transaction {
     private Transaction() {}
