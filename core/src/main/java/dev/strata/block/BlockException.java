@@ -21,6 +21,7 @@ public class BlockException extends IOException {
     public static final int EINVAL = 22;
     public static final int ENOTSUP = 95;
     public static final int EFBIG = 27;
+    public static final int ETIMEDOUT = 110;
 
     private final int errno;
 
@@ -69,7 +70,8 @@ public class BlockException extends IOException {
             case 61 -> "No data available";
             case 75 -> "Value too large for defined data type";
             case ENOTSUP -> "Operation not supported";
-            case 110 -> "Connection timed out";
+            case 108 -> "Cannot send after transport endpoint shutdown";
+            case ETIMEDOUT -> "Connection timed out";
             case 122 -> "Disk quota exceeded";
             case 125 -> "Operation canceled";
             default -> "Unknown error " + errno;

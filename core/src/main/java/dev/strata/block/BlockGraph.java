@@ -95,15 +95,7 @@ public final class BlockGraph implements AutoCloseable {
      * open): see {@link OpenFlags#noIo}.
      */
     public BlockNode add(BlockOptions options, boolean noIo) throws IOException {
-        boolean ro = options.bool("read-only", false);
-        boolean share = options.bool("force-share", false);
-        OpenFlags flags;
-        try {
-            flags = new OpenFlags(ro, share, false, noIo);
-        } catch (IllegalArgumentException e) {
-            throw new BlockException(e.getMessage(), BlockException.EINVAL);
-        }
-        return openNode(options, flags, List.of(), true);
+        return openNode(options, rootFlags(options, noIo), List.of(), true);
     }
 
     /**
@@ -112,15 +104,16 @@ public final class BlockGraph implements AutoCloseable {
      * creation, which must not show up among a daemon's nodes.
      */
     public BlockNode openDetached(BlockOptions options) throws IOException {
-        boolean ro = options.bool("read-only", false);
-        boolean share = options.bool("force-share", false);
-        OpenFlags flags;
+        return openNode(options, rootFlags(options, false), List.of(), false);
+    }
+
+    /** A root node's flags from its {@code read-only} and {@code force-share} options. */
+    private static OpenFlags rootFlags(BlockOptions options, boolean noIo) throws BlockException {
         try {
-            flags = new OpenFlags(ro, share);
+            return new OpenFlags(options.bool("read-only", false), options.bool("force-share", false), false, noIo);
         } catch (IllegalArgumentException e) {
             throw new BlockException(e.getMessage(), BlockException.EINVAL);
         }
-        return openNode(options, flags, List.of(), false);
     }
 
     /**
@@ -483,6 +476,21 @@ public final class BlockGraph implements AutoCloseable {
             nodes.remove(nodeName);
         }
         node.close();
+    }
+
+    /** A node that has another as a child, and the role the child has ("file", "backing", ...). */
+    public record ParentEdge(BlockNode parent, String role) {}
+
+    /** The first node of the graph (in order of opening) that has {@code node} as a direct child, if any. */
+    public synchronized Optional<ParentEdge> parentOf(BlockNode node) {
+        for (BlockNode parent : nodes.values()) {
+            for (Map.Entry<String, BlockNode> child : parent.children().entrySet()) {
+                if (child.getValue() == node) {
+                    return Optional.of(new ParentEdge(parent, child.getKey()));
+                }
+            }
+        }
+        return Optional.empty();
     }
 
     /** Whether {@code child} is below {@code parent} (directly or through the parent's own children). */

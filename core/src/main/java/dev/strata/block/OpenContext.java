@@ -62,27 +62,19 @@ public final class OpenContext {
      * directory, {@code format} or probed when null. Always read-only, as in QEMU.
      */
     public BlockNode openBackingImage(Path imagePath, String filename, String format) throws IOException {
-        if (Filenames.isJson(filename)) {
-            // a json: backing name is the backing node's options, relative to nothing
-            if (chain.size() + 1 >= MAX_CHAIN_DEPTH) {
-                throw new BlockException("Backing chain of '" + imagePath + "' is deeper than " + MAX_CHAIN_DEPTH
-                        + " images; refusing to open '" + filename + "'");
-            }
-            List<Path> below = new ArrayList<>(chain);
-            below.add(canonical(imagePath));
-            return own(graph.openImageInChain(filename, format, flags.asReadOnly(), List.copyOf(below), false));
-        }
-        Path resolved = resolveBacking(imagePath, filename);
+        // a json: backing name is the backing node's options: relative to nothing, no path to loop on
+        boolean json = Filenames.isJson(filename);
+        String name = json ? filename : resolveBacking(imagePath, filename).toString();
         List<Path> below = new ArrayList<>(chain);
         below.add(canonical(imagePath));
-        if (below.contains(canonical(resolved))) {
+        if (!json && below.contains(canonical(Path.of(name)))) {
             throw new BlockException("Backing file '" + filename + "' of '" + imagePath + "' creates an infinite loop");
         }
         if (below.size() >= MAX_CHAIN_DEPTH) {
             throw new BlockException("Backing chain of '" + below.getFirst() + "' is deeper than " + MAX_CHAIN_DEPTH
                     + " images; refusing to open '" + filename + "'");
         }
-        return own(graph.openImageInChain(resolved.toString(), format, flags.asReadOnly(), List.copyOf(below), false));
+        return own(graph.openImageInChain(name, format, flags.asReadOnly(), List.copyOf(below), false));
     }
 
     public static Path resolveBacking(Path imagePath, String filename) {

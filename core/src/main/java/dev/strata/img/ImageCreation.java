@@ -2,16 +2,14 @@ package dev.strata.img;
 
 import dev.strata.block.BlockException;
 import dev.strata.block.BlockGraph;
-import dev.strata.block.BlockNode;
-import dev.strata.block.BlockOptions;
 import dev.strata.block.qcow2.Qcow2Create;
-import dev.strata.block.qcow2.Qcow2Driver;
 import dev.strata.block.raw.RawDriver;
 import java.io.IOException;
 
 /**
  * Makes new image files for {@code strata img create}: raw and qcow2 through their drivers' create
- * entry points, which create the host file through the block layer (refusing a file in use). Options were checked by {@link CreateOptions}; sizes are final here.
+ * entry points, which create the host file through the block layer (refusing a file in use).
+ * Options were checked by {@link CreateOptions}; sizes are final here.
  */
 final class ImageCreation {
     private ImageCreation() {}
@@ -50,29 +48,18 @@ final class ImageCreation {
                     "Cluster size must be a power of two between 512 and 2048k", BlockException.EINVAL);
         }
         refuseUnlessDefault(options, "extended_l2", "off", "extended L2 entries");
-        String backing = options.get("backing_file").orElse(null);
-        String backingFormat = options.get("backing_fmt").orElse(null);
-        // Qcow2Create opens the backing file to check it; an unsafe create names it afterwards instead
-        boolean nameLater = backing != null && !openBacking;
         Qcow2Create.Options o = new Qcow2Create.Options(
                 size,
                 (int) clusterSize,
-                nameLater ? null : backing,
-                nameLater ? null : backingFormat,
+                options.get("backing_file").orElse(null),
+                options.get("backing_fmt").orElse(null),
                 Qcow2Create.Preallocation.parse(options.get("preallocation").orElse("off")),
                 options.bool("lazy_refcounts"),
                 options.get("compat").orElse("1.1"),
                 refcountBits(options),
                 options.getOrDefault("compression_type"));
-        Qcow2Create.create(graph, filename, o);
-        if (nameLater) {
-            try (BlockNode node = graph.add(BlockOptions.empty()
-                    .put("driver", "qcow2")
-                    .put("backing", null)
-                    .put("file", BlockOptions.empty().put("driver", "file").put("filename", filename)))) {
-                ((Qcow2Driver) node.driver()).changeBackingFile(backing, backingFormat);
-            }
-        }
+        // -u: the backing file is named in the header and never opened
+        Qcow2Create.create(graph, filename, o, openBacking);
     }
 
     private static int refcountBits(CreateOptions options) throws BlockException {

@@ -69,8 +69,9 @@ final class Images {
      */
     static BlockNode openFile(BlockGraph graph, String filename, OpenFlags flags) throws ImgFailure {
         try {
+            // a json: name's own file child (its format needs no probe for this)
             BlockOptions protocol = Filenames.isJson(filename)
-                    ? graph.imageOptions(filename, null)
+                    ? Filenames.json(filename)
                             .child("file")
                             .orElseThrow(() ->
                                     new BlockException("Must specify either driver or file", BlockException.EINVAL))

@@ -43,6 +43,7 @@ class CheckRepairUnderGuestWritesTest {
         Random random = new Random(seed);
         Path image = dir.resolve("disk.qcow2");
         Path socket = dir.resolve("nbd.sock");
+        Path pidfile = dir.resolve("daemon.pid");
         Interop.qemuImg("create", "-q", "-f", "qcow2", image.toString(), Long.toString(DISK))
                 .assertOk();
 
@@ -54,8 +55,11 @@ class CheckRepairUnderGuestWritesTest {
                 "--nbd-server",
                 "addr.type=unix,addr.path=" + socket,
                 "--export",
-                "type=nbd,id=e0,node-name=disk,name=disk,writable=on")) {
-            awaitSocket(socket, daemon);
+                "type=nbd,id=e0,node-name=disk,name=disk,writable=on",
+                "--pidfile",
+                pidfile.toString())) {
+            // the pid file is written last: the export exists once it does (the socket comes earlier)
+            awaitFile(pidfile, daemon);
             for (int round = 0; round < ROUNDS; round++) {
                 List<GuestWrite> writes = new ArrayList<>();
                 List<String> cmd =
@@ -118,11 +122,11 @@ class CheckRepairUnderGuestWritesTest {
         assertThat(read.exitCode()).isZero();
     }
 
-    private static void awaitSocket(Path socket, LockHolder daemon) throws Exception {
+    private static void awaitFile(Path file, LockHolder daemon) throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (!Files.exists(socket)) {
+        while (!Files.exists(file)) {
             assertThat(daemon.alive()).as("daemon died: %s", daemon.stderr()).isTrue();
-            assertThat(System.nanoTime()).as("no NBD socket within 30 s").isLessThan(deadline);
+            assertThat(System.nanoTime()).as("daemon not ready within 30 s").isLessThan(deadline);
             Thread.sleep(10);
         }
     }

@@ -45,9 +45,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  */
 public final class CopyBeforeWriteDriver extends PassThroughFilter {
     private static final long DEFAULT_CLUSTER = 64 << 10;
-    private static final int ETIMEDOUT = 110;
 
-    private final BlockNode file;
     private final BlockNode target;
     private final long cluster;
     private final boolean breakSnapshot;
@@ -58,32 +56,44 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
     private final HBitmap readable;
 
     private final BeforeWrite hook = (node, offset, length) -> saveBefore(offset, length);
-    /** cbw-timeout in nanoseconds, 0 for none; set once at open. */
-    private long timeoutNanos;
+    /** cbw-timeout in nanoseconds, 0 for none. */
+    private final long timeoutNanos;
+    /** The one buffer saves copy through: saves run one at a time, under the exclusive lock. */
+    private final ByteBuffer saveBuffer;
 
     private volatile String broken;
 
     private CopyBeforeWriteDriver(
-            BlockNode file, BlockNode target, long cluster, boolean breakSnapshot, DirtyBitmap bitmap)
+            BlockNode file,
+            BlockNode target,
+            long cluster,
+            boolean breakSnapshot,
+            long timeoutNanos,
+            DirtyBitmap bitmap)
             throws IOException {
         super(file);
-        this.file = file;
         this.target = target;
         this.cluster = cluster;
         this.breakSnapshot = breakSnapshot;
-        long clusters = (file.length() + cluster - 1) / cluster;
+        this.timeoutNanos = timeoutNanos;
+        this.saveBuffer = ByteBuffer.allocate((int) cluster);
+        long length = file.length();
+        long clusters = (length + cluster - 1) / cluster;
         this.saved = new HBitmap(Math.max(clusters, 1));
         this.readable = new HBitmap(Math.max(clusters, 1));
         if (bitmap == null) {
             readable.set(0, clusters);
-        } else {
-            saved.set(0, clusters);
-            for (long c = 0; c < clusters; c++) {
-                if (bitmap.nextDirty(c * cluster) >= 0 && bitmap.nextDirty(c * cluster) < (c + 1) * cluster) {
-                    readable.set(c, 1);
-                    saved.reset(c, 1);
-                }
-            }
+            return;
+        }
+        // only the bitmap's dirty extents are in the snapshot: the rest needs no save
+        saved.set(0, clusters);
+        for (long off = bitmap.nextDirty(0); off >= 0 && off < length; off = bitmap.nextDirty(off)) {
+            long end = Math.min(length, bitmap.nextClean(off));
+            long first = off / cluster;
+            long n = (end + cluster - 1) / cluster - first;
+            readable.set(first, n);
+            saved.reset(first, n);
+            off = end;
         }
     }
 
@@ -119,8 +129,8 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
         if (Long.bitCount(cluster) != 1) {
             throw new BlockException("min-cluster-size needs to be a power of 2", BlockException.EINVAL);
         }
-        CopyBeforeWriteDriver d = new CopyBeforeWriteDriver(file, target, cluster, breakSnapshot, bitmap);
-        d.timeoutNanos = TimeUnit.SECONDS.toNanos(timeoutSeconds);
+        CopyBeforeWriteDriver d = new CopyBeforeWriteDriver(
+                file, target, cluster, breakSnapshot, TimeUnit.SECONDS.toNanos(timeoutSeconds), bitmap);
         file.addBeforeWrite(d.hook);
         return d;
     }
@@ -169,7 +179,7 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
         try {
             done.get(timeoutNanos, TimeUnit.NANOSECONDS);
         } catch (TimeoutException e) {
-            throw new BlockException("Connection timed out", ETIMEDOUT);
+            throw new BlockException(BlockException.strerror(BlockException.ETIMEDOUT), BlockException.ETIMEDOUT);
         } catch (ExecutionException e) {
             throw e.getCause() instanceof IOException io ? io : new BlockException(String.valueOf(e.getCause()), e);
         } catch (InterruptedException e) {
@@ -182,8 +192,8 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
     private void save(long first, long last) throws IOException {
         lock.writeLock().lock();
         try {
-            long end = file.length();
-            ByteBuffer buf = ByteBuffer.allocate((int) cluster);
+            long end = filtered.length();
+            ByteBuffer buf = saveBuffer;
             for (long c = saved.nextClear(first); c >= 0 && c <= last; c = saved.nextClear(c + 1)) {
                 long at = c * cluster;
                 int len = (int) Math.min(cluster, end - at);
@@ -191,7 +201,7 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
                     break;
                 }
                 buf.clear().limit(len);
-                file.read(at, buf);
+                filtered.read(at, buf);
                 buf.flip();
                 target.write(at, buf);
                 saved.set(c, 1);
@@ -221,7 +231,7 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
                 if (saved.get(c)) {
                     target.read(pos, part);
                 } else {
-                    file.read(pos, part);
+                    filtered.read(pos, part);
                 }
                 dst.position(dst.position() + n);
                 pos += n;
@@ -242,13 +252,12 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
             long end = offset + length;
             long pos = offset;
             while (pos < end) {
-                long c = pos / cluster;
-                boolean fromTarget = saved.get(c) && readable.get(c);
-                long runEnd = Math.min(end, (c + 1) * cluster);
-                while (runEnd < end && saved.get(runEnd / cluster) == saved.get(c)) {
+                boolean fromTarget = fromTarget(pos / cluster);
+                long runEnd = Math.min(end, (pos / cluster + 1) * cluster);
+                while (runEnd < end && fromTarget(runEnd / cluster) == fromTarget) {
                     runEnd = Math.min(end, runEnd + cluster);
                 }
-                for (Extent e : (fromTarget ? target : file).blockStatus(pos, runEnd - pos)) {
+                for (Extent e : (fromTarget ? target : filtered).blockStatus(pos, runEnd - pos)) {
                     Extent.appendMerged(out, Extent.of(e.offset(), e.length(), e.kind()));
                 }
                 pos = runEnd;
@@ -257,6 +266,11 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
         } finally {
             lock.readLock().unlock();
         }
+    }
+
+    /** Whether the point in time's cluster {@code c} is read from the target (saved and readable). */
+    private boolean fromTarget(long c) {
+        return saved.get(c) && readable.get(c);
     }
 
     /**
@@ -280,9 +294,6 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
     }
 
     private void checkReadable(long offset, long length) throws BlockException {
-        if (broken != null) {
-            throw new BlockException("Permission denied", BlockException.EACCES);
-        }
         long last = (offset + Math.max(length, 1) - 1) / cluster;
         for (long c = offset / cluster; c <= last; c++) {
             if (!readable.get(c)) {
@@ -302,13 +313,13 @@ public final class CopyBeforeWriteDriver extends PassThroughFilter {
     @Override
     public Map<String, BlockNode> children() {
         Map<String, BlockNode> c = new LinkedHashMap<>();
-        c.put("file", file);
+        c.put("file", filtered);
         c.put("target", target);
         return c;
     }
 
     @Override
     public void close() {
-        file.removeBeforeWrite(hook);
+        filtered.removeBeforeWrite(hook);
     }
 }

@@ -112,18 +112,15 @@ public final class ImageCreator {
      * else: formatting it under that parent is QEMU's permission conflict, in QEMU's words.
      */
     private static void checkUnused(BlockGraph graph, BlockNode node) throws BlockException {
-        for (BlockNode parent : graph.nodes()) {
-            for (Map.Entry<String, BlockNode> child : parent.children().entrySet()) {
-                if (child.getValue() == node) {
-                    String name = node.nodeName();
-                    throw new BlockException(
-                            "Permission conflict on node '" + name + "': permissions 'write, resize' are both required"
-                                    + " by an unnamed block device (uses node '" + name + "' as 'root' child) and"
-                                    + " unshared by node '" + parent.nodeName() + "' (uses node '" + name + "' as '"
-                                    + child.getKey() + "' child).",
-                            BlockException.EPERM);
-                }
-            }
+        var edge = graph.parentOf(node);
+        if (edge.isPresent()) {
+            String name = node.nodeName();
+            throw new BlockException(
+                    "Permission conflict on node '" + name + "': permissions 'write, resize' are both required"
+                            + " by an unnamed block device (uses node '" + name + "' as 'root' child) and"
+                            + " unshared by node '" + edge.get().parent().nodeName() + "' (uses node '" + name
+                            + "' as '" + edge.get().role() + "' child).",
+                    BlockException.EPERM);
         }
     }
 

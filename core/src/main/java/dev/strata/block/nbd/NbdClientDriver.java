@@ -57,7 +57,6 @@ public final class NbdClientDriver implements BlockDriver {
     /** Bounds an option reply's length, so a hostile server cannot make the client allocate without bound. */
     private static final int MAX_OPTION_REPLY = 64 << 10;
 
-    private final String description;
     private final SocketChannel channel;
     private final long size;
     private final int flags;
@@ -66,8 +65,7 @@ public final class NbdClientDriver implements BlockDriver {
     private long nextHandle = 1;
     private boolean closed;
 
-    private NbdClientDriver(String description, SocketChannel channel, long size, int flags) {
-        this.description = description;
+    private NbdClientDriver(SocketChannel channel, long size, int flags) {
         this.channel = channel;
         this.size = size;
         this.flags = flags;
@@ -114,8 +112,7 @@ public final class NbdClientDriver implements BlockDriver {
         }
         try {
             long[] sizeAndFlags = negotiate(ch, export);
-            String name = "nbd+" + type + ":///" + export;
-            return new NbdClientDriver(name, ch, sizeAndFlags[0], (int) sizeAndFlags[1]);
+            return new NbdClientDriver(ch, sizeAndFlags[0], (int) sizeAndFlags[1]);
         } catch (IOException | RuntimeException e) {
             ch.close();
             throw e;
@@ -185,11 +182,6 @@ public final class NbdClientDriver implements BlockDriver {
         return "nbd";
     }
 
-    /** QEMU's NBD URI of the export, for messages. */
-    public String description() {
-        return description;
-    }
-
     @Override
     public long length() {
         return size;
@@ -233,11 +225,7 @@ public final class NbdClientDriver implements BlockDriver {
             }
             return;
         }
-        for (long pos = offset; pos < offset + length; ) {
-            int n = (int) Math.min(MAX_REQUEST, offset + length - pos);
-            request(CMD_WRITE_ZEROES, mayUnmap ? 0 : CMD_FLAG_NO_HOLE, pos, n, null, null);
-            pos += n;
-        }
+        requests(CMD_WRITE_ZEROES, mayUnmap ? 0 : CMD_FLAG_NO_HOLE, offset, length);
     }
 
     @Override
@@ -245,9 +233,14 @@ public final class NbdClientDriver implements BlockDriver {
         if ((flags & FLAG_SEND_TRIM) == 0) {
             return;
         }
+        requests(CMD_TRIM, 0, offset, length);
+    }
+
+    /** A request without data over {@code [offset, offset+length)}, cut at the largest request size. */
+    private void requests(int type, int cmdFlags, long offset, long length) throws IOException {
         for (long pos = offset; pos < offset + length; ) {
             int n = (int) Math.min(MAX_REQUEST, offset + length - pos);
-            request(CMD_TRIM, 0, pos, n, null, null);
+            request(type, cmdFlags, pos, n, null, null);
             pos += n;
         }
     }
@@ -298,7 +291,7 @@ public final class NbdClientDriver implements BlockDriver {
             int error = reply.getInt(4);
             if (error != 0) {
                 // a read's data does not follow an error reply
-                throw new BlockException(strerror(error), error);
+                throw new BlockException(BlockException.strerror(error), error);
             }
             if (in != null) {
                 ByteBuffer dst = in.duplicate();
@@ -312,20 +305,6 @@ public final class NbdClientDriver implements BlockDriver {
         } finally {
             lock.unlock();
         }
-    }
-
-    private static String strerror(int errno) {
-        return switch (errno) {
-            case 1 -> "Operation not permitted";
-            case 5 -> "Input/output error";
-            case 12 -> "Cannot allocate memory";
-            case 22 -> "Invalid argument";
-            case 28 -> "No space left on device";
-            case 75 -> "Value too large for defined data type";
-            case 95 -> "Operation not supported";
-            case 108 -> "Cannot send after transport endpoint shutdown";
-            default -> "Input/output error";
-        };
     }
 
     private static ByteBuffer readFully(SocketChannel ch, int n) throws IOException {

@@ -161,9 +161,17 @@ public final class Qcow2Create {
      * and formatted through it; a backing file is opened through {@code graph} to check it and take its size.
      */
     public static void create(BlockGraph graph, String filename, Options o) throws IOException {
+        create(graph, filename, o, true);
+    }
+
+    /**
+     * {@link #create(BlockGraph, String, Options)}; with {@code openBacking} false the backing file
+     * is only named, never opened (qemu-img create -u), so a size must be given.
+     */
+    public static void create(BlockGraph graph, String filename, Options o, boolean openBacking) throws IOException {
         checkOptions(o);
         long size = o.size();
-        if (o.backingFile() != null) {
+        if (o.backingFile() != null && openBacking) {
             long backingSize = backingSize(graph, Path.of(filename), o.backingFile(), o.backingFormat());
             if (size < 0) {
                 size = backingSize;

@@ -31,22 +31,14 @@ public final class CreateCommands {
             }
             CreateJob job = new CreateJob(jobs, (String) a.get("job-id"), graph, options);
             // QEMU's job runs once the command has returned: its later events follow the reply
-            launcher.hold();
-            boolean added = false;
-            try {
-                jobs.add(job, new JobTxn());
-                added = true;
-                jobs.start(job);
-            } catch (JobException e) {
-                throw new QmpException(e.getMessage());
-            } finally {
-                Runnable launch = launcher.release();
-                if (added) {
-                    ctx.afterReply(launch);
-                } else {
-                    launch.run();
+            launcher.startAfterReply(ctx, () -> {
+                try {
+                    jobs.add(job, new JobTxn());
+                    jobs.start(job);
+                } catch (JobException e) {
+                    throw new QmpException(e.getMessage());
                 }
-            }
+            });
             return null;
         });
     }

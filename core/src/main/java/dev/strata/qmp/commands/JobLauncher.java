@@ -1,5 +1,7 @@
 package dev.strata.qmp.commands;
 
+import dev.strata.qmp.Command;
+import dev.strata.qmp.QmpException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Executor;
@@ -23,13 +25,39 @@ public final class JobLauncher implements Executor {
         }
     }
 
+    /** What a command does while launches are held: it may create and start jobs, or fail. */
+    @FunctionalInterface
+    interface Starting {
+        void run() throws QmpException;
+    }
+
+    /**
+     * Runs {@code starting} with launches held back: if it succeeds, the jobs it started launch once
+     * the command's reply is queued; if it fails, at once (they end without waiting for a reply).
+     */
+    void startAfterReply(Command.Context ctx, Starting starting) throws QmpException {
+        hold();
+        boolean ok = false;
+        try {
+            starting.run();
+            ok = true;
+        } finally {
+            Runnable launch = release();
+            if (ok) {
+                ctx.afterReply(launch);
+            } else {
+                launch.run();
+            }
+        }
+    }
+
     /** Holds launches back until {@link #release}. */
-    synchronized void hold() {
+    private synchronized void hold() {
         held = new ArrayList<>();
     }
 
     /** Ends the hold; the result launches what was held back. */
-    synchronized Runnable release() {
+    private synchronized Runnable release() {
         List<Runnable> pending = held == null ? List.of() : held;
         held = null;
         return () -> pending.forEach(JobLauncher::start);

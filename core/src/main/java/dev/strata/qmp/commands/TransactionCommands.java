@@ -128,21 +128,13 @@ public final class TransactionCommands {
 
     private static void run(Nodes nodes, JobLauncher launcher, Command.Context ctx, List<Action> actions)
             throws QmpException {
-        launcher.hold();
-        boolean ok = false;
-        try {
-            Transaction.run(actions, drainable(nodes));
-            ok = true;
-        } catch (TransactionException e) {
-            throw new QmpException(e.getMessage());
-        } finally {
-            Runnable launch = launcher.release();
-            if (ok) {
-                ctx.afterReply(launch);
-            } else {
-                launch.run();
+        launcher.startAfterReply(ctx, () -> {
+            try {
+                Transaction.run(actions, drainable(nodes));
+            } catch (TransactionException e) {
+                throw new QmpException(e.getMessage());
             }
-        }
+        });
     }
 
     /**
